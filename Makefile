@@ -1,0 +1,50 @@
+# Every command a person types. `make help` lists them.
+SHELL := /bin/bash
+PY := .venv/bin/python
+VENV_STAMP := .venv/.installed
+NODE_STAMP := node_modules/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-16s %s\n", $$1, $$2}'
+
+$(VENV_STAMP): pyproject.toml requirements/constraints.txt
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade "pip>=24"
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c requirements/constraints.txt -e '.[dev]' --config-settings editable_mode=strict
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(VENV_STAMP) $(NODE_STAMP) ## Create .venv with everything pinned, and the npm test tools (fast when done)
+
+test: install ## Run the whole test suite (unit, integration with real servers, model, e2e)
+	.venv/bin/pytest $(PYTEST_ARGS)
+
+test-unit: install ## Only the fast unit tests
+	.venv/bin/pytest tests/unit $(PYTEST_ARGS)
+
+lint: install ## ruff and mypy
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy core components pipelines inference
+
+format: install ## Apply ruff's formatter and fixes
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
+
+demo: install ## The whole loop on the embedded default (kfp.local, local store, SQLite MLflow)
+	.venv/bin/churn pipeline run --local
+
+compile: install ## Compile the KFP pipeline to IR YAML under pipelines/
+	.venv/bin/churn pipeline compile
+
+clean: ## Remove local artifacts, runs and caches (not .venv)
+	rm -rf artifacts mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: help install test test-unit lint format demo compile clean

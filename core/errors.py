@@ -1,0 +1,48 @@
+"""One small exception tree. Each class knows its HTTP status code.
+
+The serving layer maps these to REST and gRPC answers in one place
+(`churn_inference.errors`); pipeline stages let them surface as a failed step
+with the message intact.
+"""
+
+from __future__ import annotations
+
+
+class ChurnError(Exception):
+    """Base of every error the platform raises on purpose."""
+
+    status_code = 500
+
+
+class InvalidInput(ChurnError):
+    """The caller sent something wrong: a 400, never a 500."""
+
+    status_code = 400
+
+
+class NotFound(ChurnError):
+    """An unknown model, artifact or URI."""
+
+    status_code = 404
+
+
+class NotReady(ChurnError):
+    """The model is not loaded (yet, or was refused)."""
+
+    status_code = 503
+
+
+class ConfigError(ChurnError):
+    """`model_config.yaml` or a setting is invalid; names the file and field."""
+
+
+class DataContractError(InvalidInput):
+    """A data set breaks the contract beyond what the stage tolerates."""
+
+
+class StoreError(ChurnError):
+    """The artifact store could not read or write (unreachable, denied, ...)."""
+
+
+class BundleIntegrityError(ChurnError):
+    """A model bundle whose files do not match their recorded sha256."""

@@ -1,0 +1,28 @@
+"""Runtime settings (paths, URIs, ports) from one object with the CHURN_ prefix."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every runtime knob; read once by an entry point and passed down.
+
+    Each field is also an environment variable: `data_uri` is `CHURN_DATA_URI`.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CHURN_", extra="ignore")
+
+    config_path: str = "model_config.yaml"
+    data_uri: str = "data/raw/WA_Fn-UseC_-Telco-Customer-Churn.csv"
+    artifact_root: str = "artifacts"
+    mlflow_tracking_uri: str = "sqlite:///mlflow.db"
+    azure_storage_connection_string: str = ""
+    model_name: str = "churn"
+    model_uri: str = ""
+    host: str = "127.0.0.1"
+    http_port: int = 8080
+    grpc_port: int = 8081
+    workers: int = 1
+    log_level: str = "INFO"
+    log_json: bool = False
