@@ -1,0 +1,91 @@
+"""The manifests that go to a cluster validate against the real KServe CRD schema.
+
+No API server runs here, so the schema itself is the judge: jsonschema checks
+types and enums, and a pruning check fails on any field the API server would
+silently drop (a typo such as `canaryTraficPercent`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = (
+    Path(os.environ.get("CHURN_SPECS_DIR", ROOT.parent / "shared" / "specs"))
+    / "kserve"
+    / "serving.kserve.io_inferenceservices.yaml"
+)
+MANIFESTS = sorted((ROOT / "manifests").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def isvc_schema() -> dict[str, Any]:
+    if not CRD.is_file():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"KServe CRD not found at {CRD}")
+        pytest.skip(f"KServe CRD not found at {CRD}")
+    crd = yaml.load(CRD.read_text(), Loader=yaml.CSafeLoader)  # 2 MB: the C loader
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1beta1"]
+    return version["schema"]["openAPIV3Schema"]
+
+
+def pruned_fields(doc: Any, schema: dict[str, Any], path: str = "") -> list[str]:
+    """Paths in `doc` that a structural schema does not declare (the API server drops them)."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    found: list[str] = []
+    if isinstance(doc, dict):
+        props = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        for key, value in doc.items():
+            if props is not None and key in props:
+                found += pruned_fields(value, props[key], f"{path}.{key}")
+            elif isinstance(extra, dict):
+                found += pruned_fields(value, extra, f"{path}.{key}")
+            elif props is not None or extra is False:
+                found.append(f"{path}.{key}")
+    elif isinstance(doc, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(doc):
+            found += pruned_fields(item, schema["items"], f"{path}[{i}]")
+    return found
+
+
+def test_there_are_manifests() -> None:
+    assert {p.name for p in MANIFESTS} >= {"inferenceservice.yaml", "canary.yaml"}
+
+
+@pytest.mark.parametrize("manifest", MANIFESTS, ids=lambda p: p.name)
+def test_manifest_matches_crd(manifest: Path, isvc_schema: dict[str, Any]) -> None:
+    for doc in yaml.safe_load_all(manifest.read_text()):
+        assert doc["apiVersion"] == "serving.kserve.io/v1beta1"
+        jsonschema.validate(doc, isvc_schema)
+        assert pruned_fields(doc, isvc_schema) == []
+
+
+def test_pruning_check_catches_a_typo(isvc_schema: dict[str, Any]) -> None:
+    doc = yaml.safe_load((ROOT / "manifests" / "canary.yaml").read_text())
+    doc["spec"]["predictor"]["canaryTraficPercent"] = doc["spec"]["predictor"].pop(
+        "canaryTrafficPercent"
+    )
+    assert pruned_fields(doc, isvc_schema) == [".spec.predictor.canaryTraficPercent"]
+
+
+def test_schema_rejects_a_wrong_type(isvc_schema: dict[str, Any]) -> None:
+    doc = yaml.safe_load((ROOT / "manifests" / "canary.yaml").read_text())
+    doc["spec"]["predictor"]["canaryTrafficPercent"] = "five"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, isvc_schema)
+
+
+def test_canary_and_stable_differ_only_in_rollout_fields() -> None:
+    stable = yaml.safe_load((ROOT / "manifests" / "inferenceservice.yaml").read_text())
+    canary = yaml.safe_load((ROOT / "manifests" / "canary.yaml").read_text())
+    assert canary["metadata"]["name"] == stable["metadata"]["name"]
+    assert canary["spec"]["predictor"]["canaryTrafficPercent"] == 5
+    assert "canaryTrafficPercent" not in stable["spec"]["predictor"]
