@@ -64,7 +64,7 @@ def test_there_are_manifests() -> None:
 def test_manifest_matches_crd(manifest: Path, isvc_schema: dict[str, Any]) -> None:
     for doc in yaml.safe_load_all(manifest.read_text()):
         assert doc["apiVersion"] == "serving.kserve.io/v1beta1"
-        jsonschema.validate(doc, isvc_schema)
+        jsonschema.Draft7Validator(isvc_schema).validate(doc)
         assert pruned_fields(doc, isvc_schema) == []
 
 
@@ -80,7 +80,7 @@ def test_schema_rejects_a_wrong_type(isvc_schema: dict[str, Any]) -> None:
     doc = yaml.safe_load((ROOT / "manifests" / "canary.yaml").read_text())
     doc["spec"]["predictor"]["canaryTrafficPercent"] = "five"
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(doc, isvc_schema)
+        jsonschema.Draft7Validator(isvc_schema).validate(doc)
 
 
 def test_canary_and_stable_differ_only_in_rollout_fields() -> None:
