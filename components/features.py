@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import NotFittedError
 
 from churn_components.contract import FEATURE_COLUMNS, Categorical
 from churn_core.errors import InvalidInput
@@ -46,7 +48,7 @@ class _Fitted:
     features: list[OutputFeature] = field(default_factory=list)
 
 
-class ChurnFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+class ChurnFeatures(TransformerMixin, BaseEstimator):
     """Cleaning, one-hot encoding, engineered features and standard scaling.
 
     Engineered features: tenure bands, number of subscribed services, charges
@@ -67,9 +69,15 @@ class ChurnFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
     # -- the computation -------------------------------------------------
     def _raw(self, cols: Mapping[str, Any]) -> tuple[np.ndarray, list[OutputFeature]]:
-        blocks: list[np.ndarray] = []
-        features: list[OutputFeature] = []
-        n = None
+        """The unscaled matrix: one-hot categories, numbers, engineered features, bands.
+
+        Written for single rows as much as for whole frames: the output is
+        allocated once and filled in place; categories are looked up in a
+        dict and scattered in one numpy call (no object-array broadcasting).
+        """
+        layout = _layout(tuple(self.tenure_bands))
+        arrays: dict[str, np.ndarray] = {}
+        n: int | None = None
         for col in FEATURE_COLUMNS:
             if col.name not in cols:
                 raise InvalidInput(f"missing column {col.name!r}")
@@ -82,53 +90,51 @@ class ChurnFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
                 raise InvalidInput(
                     f"column {col.name!r} has {len(values)} values, expected {n} like the others"
                 )
-            if isinstance(col, Categorical):
-                cats = np.asarray(col.categories, dtype=object)
-                onehot = values.astype(object)[:, None] == cats[None, :]
-                known = onehot.any(axis=1)
-                if not known.all():
-                    bad = values[~known][0]
-                    raise InvalidInput(
-                        f"column {col.name!r}: unknown category {bad!r}; "
-                        f"allowed: {', '.join(col.categories)}"
-                    )
-                blocks.append(onehot.astype(np.float64))
-                features += [OutputFeature(f"{col.name}={c}", (col.name,)) for c in col.categories]
+            arrays[col.name] = values
         n = n or 0
-        tenure = _numeric(cols, "tenure")
-        monthly = _numeric(cols, "MonthlyCharges")
-        total = _numeric(cols, "TotalCharges")
+        width = len(layout.features)
+        out = np.zeros((n, width))
+        # All one-hot positions at once: per column a python list of category
+        # indices (dict lookups beat numpy calls for small batches), then one
+        # scatter into the flat output.
+        positions = []
+        for name, _, index, categories in layout.categorical:
+            values = arrays[name].tolist()
+            try:
+                idx = [index.get(v, -1) for v in values]
+            except TypeError as err:  # an unhashable value
+                raise InvalidInput(f"column {name!r}: unknown category in {values!r}") from err
+            if -1 in idx:
+                bad = arrays[name][idx.index(-1)]
+                raise InvalidInput(
+                    f"column {name!r}: unknown category {bad!r}; allowed: {', '.join(categories)}"
+                )
+            positions.append(idx)
+        if n:
+            flat = np.asarray(positions, dtype=np.intp)
+            flat += layout.offsets[:, None]
+            flat += np.arange(0, n * width, width, dtype=np.intp)[None, :]
+            out.reshape(-1)[flat.reshape(-1)] = 1.0
+        tenure = _numeric(arrays, "tenure")
+        monthly = _numeric(arrays, "MonthlyCharges")
+        total = _numeric(arrays, "TotalCharges")
         total = np.where(np.isnan(total) & (tenure == 0), 0.0, total)
-        senior = _numeric(cols, "SeniorCitizen")
         per_month = total / np.maximum(tenure, 1.0)
-        services = np.zeros(n)
-        for name in SERVICE_COLUMNS:
-            services += np.asarray(cols[name], dtype=object) == "Yes"
-        services += np.asarray(cols["InternetService"], dtype=object) != "No"
-        edges = np.asarray(self.tenure_bands, dtype=np.float64)
-        band = np.searchsorted(edges, tenure, side="left")
-        bands = band[:, None] == np.arange(len(edges) + 1)[None, :]
-        numeric = np.column_stack(
-            [senior, tenure, monthly, total, per_month, np.log1p(total), monthly - per_month, services]
-        )
-        blocks.append(numeric)
-        blocks.append(bands.astype(np.float64))
-        features += [
-            OutputFeature("SeniorCitizen", ("SeniorCitizen",)),
-            OutputFeature("tenure", ("tenure",)),
-            OutputFeature("MonthlyCharges", ("MonthlyCharges",)),
-            OutputFeature("TotalCharges", ("TotalCharges",)),
-            OutputFeature("charges_per_tenure_month", ("TotalCharges", "tenure")),
-            OutputFeature("log_total_charges", ("TotalCharges",)),
-            OutputFeature("monthly_minus_average", ("MonthlyCharges", "TotalCharges", "tenure")),
-            OutputFeature("n_services", (*SERVICE_COLUMNS, "InternetService")),
-        ]
-        lows = (0, *self.tenure_bands)
-        highs = (*(str(e) for e in self.tenure_bands), "inf")
-        features += [
-            OutputFeature(f"tenure_band_{lo}_{hi}", ("tenure",)) for lo, hi in zip(lows, highs)
-        ]
-        return np.concatenate(blocks, axis=1) if n else np.zeros((0, len(features))), features
+        # Number of services: the one-hot "=Yes" columns, plus any internet service.
+        services = out[:, layout.service_yes].sum(axis=1)
+        services += 1.0 - out[:, layout.internet_no]
+        j = layout.numeric
+        out[:, j] = _numeric(arrays, "SeniorCitizen")
+        out[:, j + 1] = tenure
+        out[:, j + 2] = monthly
+        out[:, j + 3] = total
+        out[:, j + 4] = per_month
+        out[:, j + 5] = np.log1p(total)
+        out[:, j + 6] = monthly - per_month
+        out[:, j + 7] = services
+        band = np.searchsorted(layout.edges, tenure, side="left")
+        out[np.arange(n), layout.bands + band] = 1.0
+        return out, list(layout.features)
 
     # -- sklearn API -----------------------------------------------------
     def fit(self, X: pd.DataFrame, y: Any = None) -> ChurnFeatures:  # noqa: N803
@@ -143,8 +149,11 @@ class ChurnFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
     def transform_columns(self, cols: Mapping[str, Any]) -> np.ndarray:
         """Transform column arrays (name -> 1-d values); the fast path for serving."""
+        fitted = getattr(self, "fitted_", None)
+        if fitted is None:
+            raise NotFittedError("ChurnFeatures is not fitted yet: call fit() first")
         raw, _ = self._raw(cols)
-        return (raw - self.fitted_.mean) / self.fitted_.scale
+        return (raw - fitted.mean) / fitted.scale
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """Transform a data frame holding (at least) the contract's feature columns."""
@@ -170,3 +179,63 @@ def _numeric(cols: Mapping[str, Any], name: str) -> np.ndarray:
         return values.astype(np.float64)
     except (TypeError, ValueError) as err:
         raise InvalidInput(f"column {name!r}: non-numeric value in {values.tolist()[:3]}") from err
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where each block sits in the output matrix (depends only on the tenure bands)."""
+
+    features: tuple[OutputFeature, ...]
+    categorical: tuple[tuple[str, int, dict[str, int], tuple[str, ...]], ...]
+    offsets: np.ndarray
+    service_yes: np.ndarray
+    internet_no: int
+    numeric: int
+    bands: int
+    edges: np.ndarray
+
+
+@lru_cache(maxsize=8)
+def _layout(tenure_bands: tuple[int, ...]) -> _Layout:
+    features: list[OutputFeature] = []
+    categorical = []
+    positions: dict[str, int] = {}
+    for col in FEATURE_COLUMNS:
+        if isinstance(col, Categorical):
+            offset = len(features)
+            categorical.append(
+                (col.name, offset, {c: i for i, c in enumerate(col.categories)}, col.categories)
+            )
+            for c in col.categories:
+                positions[f"{col.name}={c}"] = len(features)
+                features.append(OutputFeature(f"{col.name}={c}", (col.name,)))
+    numeric = len(features)
+    features += [
+        OutputFeature("SeniorCitizen", ("SeniorCitizen",)),
+        OutputFeature("tenure", ("tenure",)),
+        OutputFeature("MonthlyCharges", ("MonthlyCharges",)),
+        OutputFeature("TotalCharges", ("TotalCharges",)),
+        OutputFeature("charges_per_tenure_month", ("TotalCharges", "tenure")),
+        OutputFeature("log_total_charges", ("TotalCharges",)),
+        OutputFeature("monthly_minus_average", ("MonthlyCharges", "TotalCharges", "tenure")),
+        OutputFeature("n_services", (*SERVICE_COLUMNS, "InternetService")),
+    ]
+    bands = len(features)
+    lows = (0, *tenure_bands)
+    highs = (*(str(e) for e in tenure_bands), "inf")
+    features += [
+        OutputFeature(f"tenure_band_{lo}_{hi}", ("tenure",))
+        for lo, hi in zip(lows, highs, strict=True)
+    ]
+    edges = np.asarray(tenure_bands, dtype=np.float64)
+    edges.setflags(write=False)
+    return _Layout(
+        features=tuple(features),
+        categorical=tuple(categorical),
+        offsets=np.asarray([c[1] for c in categorical], dtype=np.intp),
+        service_yes=np.asarray([positions[f"{name}=Yes"] for name in SERVICE_COLUMNS]),
+        internet_no=positions["InternetService=No"],
+        numeric=numeric,
+        bands=bands,
+        edges=edges,
+    )
