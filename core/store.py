@@ -396,10 +396,11 @@ class BlobStore(ArtifactStore):
         with open(src, "rb") as fh:
             return self._upload(relpath, fh, digest, src.stat().st_size)
 
-    def _download(self, relpath: str, sink: Any, attempts: int = 3) -> None:
+    def _download(self, relpath: str, sink: Any, attempts: int = 6) -> None:
         """Stream one whole version of the blob into `sink(chunks, recorded_sha)`.
 
-        A 412 (the blob was replaced between two ranged reads) restarts the read.
+        A 412 (the blob was replaced between two ranged reads) restarts the read, up to
+        `attempts` times with a short, growing pause.
         """
         from azure.core.exceptions import AzureError, ResourceModifiedError
 
@@ -414,6 +415,7 @@ class BlobStore(ArtifactStore):
                 if attempt == attempts - 1:
                     raise StoreError(f"cannot read {uri}: it kept changing while read") from err
                 logger.debug("%s changed during a read; reading again", uri)
+                time.sleep(0.05 * (attempt + 1))
             except AzureError as err:
                 raise _azure_error(uri, "read", err) from err
 
