@@ -1,0 +1,1 @@
+"""The pipeline stages: data contract, feature transform, data and training components."""
