@@ -1,0 +1,1 @@
+"""Serving: KServe predictor and explainer, metrics, `churn serve`."""

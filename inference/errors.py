@@ -1,0 +1,81 @@
+"""The one place where platform errors become REST and gRPC answers.
+
+KServe's ModelServer already turns its own exception classes into answers:
+`kserve.errors.InvalidInput` is HTTP 400 and gRPC INVALID_ARGUMENT,
+`ModelNotFound` 404 / NOT_FOUND, `ModelNotReady` 503 / UNAVAILABLE and
+anything else 500 / INTERNAL. Our model classes raise `churn_core.errors`;
+`to_kserve` maps them onto KServe's classes (keeping the cause chained), so
+both protocols answer with the right code and a `{"error": ...}` body, and
+`install_rest_handlers` makes FastAPI's own request-validation errors (a body
+that is not an inference request at all) a 400 `{"error": ...}` instead of a
+422 in FastAPI's format.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from churn_core.errors import ChurnError, InvalidInput, NotFound, NotReady
+
+logger = logging.getLogger(__name__)
+
+
+def status_of(err: BaseException) -> int:
+    """HTTP status of a platform error (500 for anything that is not one)."""
+    return int(getattr(err, "status_code", 500)) if isinstance(err, ChurnError) else 500
+
+
+def to_kserve(err: ChurnError, model_name: str) -> Exception:
+    """The KServe exception that answers `err` with the same status on REST and gRPC."""
+    from kserve import errors as kerr
+
+    if isinstance(err, InvalidInput):
+        return kerr.InvalidInput(str(err))
+    if isinstance(err, NotReady):
+        return kerr.ModelNotReady(model_name, str(err))
+    if isinstance(err, NotFound):
+        return kerr.InvalidInput(str(err)) if status_of(err) == 400 else _not_found(str(err))
+    return kerr.InferenceError(str(err))
+
+
+def _not_found(message: str) -> Exception:
+    from kserve import errors as kerr
+
+    found = kerr.ModelNotFound()
+    found.reason = message
+    return found
+
+
+@contextmanager
+def kserve_errors(model_name: str) -> Iterator[None]:
+    """Re-raise platform errors raised inside the block as their KServe equivalents."""
+    try:
+        yield
+    except ChurnError as err:
+        if status_of(err) >= 500:
+            logger.exception("model %s failed", model_name)
+        raise to_kserve(err, model_name) from err
+
+
+def _validation_message(errors: Any) -> str:
+    parts = []
+    for e in errors if isinstance(errors, list | tuple) else []:
+        loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+        parts.append(f"{loc or 'body'}: {e.get('msg', 'invalid')}")
+    return "invalid inference request: " + ("; ".join(parts) or str(errors))
+
+
+def install_rest_handlers(app: Any) -> None:
+    """Answer FastAPI request-validation errors with 400 {"error": ...} naming the field."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    async def invalid_request(_: Any, exc: RequestValidationError) -> JSONResponse:
+        message = _validation_message(exc.errors())
+        logger.info("rejected request: %s", message)
+        return JSONResponse(status_code=400, content={"error": message})
+
+    app.add_exception_handler(RequestValidationError, invalid_request)

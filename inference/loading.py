@@ -1,0 +1,107 @@
+"""Fetching and verifying a model bundle for serving.
+
+A bundle is named by a local path (or ``file://``), an Azure Blob URI
+(``az://`` or ``https://<account>.blob.core.windows.net/...``) or a registry
+alias (``models:/<name>@<alias>``). Remote bundles are copied into a temporary
+folder first; then `churn_core.bundle.load_model` checks every file's sha256
+before anything is unpickled.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from churn_core.bundle import MODEL, load_model
+from churn_core.config import ExplainerConfig
+from churn_core.errors import InvalidInput, NotFound
+from churn_inference.explainer import Explainer, load_background
+from churn_inference.schema import InputSpec, input_specs
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ServedBundle:
+    """Everything a server needs from one verified bundle."""
+
+    model: Any
+    metadata: dict[str, Any]
+    source: str
+    threshold: float
+    version: str
+    kind: str
+    sha256: str
+    specs: tuple[InputSpec, ...]
+    explainer: Explainer
+
+
+def fetch_bundle(uri: str, dst: Path, connection_string: str | None = None) -> Path:
+    """A local folder holding the bundle named by `uri` (copied into `dst` if remote)."""
+    if uri.startswith("models:/"):
+        from churn_components.register import download_bundle
+
+        return Path(download_bundle(uri, dst))
+    from churn_core.store import is_blob_uri, open_store
+
+    if is_blob_uri(uri):
+        store = open_store(uri, connection_string)
+        return store.get_dir("", dst / "bundle")
+    parsed = urlparse(uri)
+    path = Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(uri)
+    if not path.is_dir():
+        raise NotFound(f"model bundle {uri} does not exist (no such folder)")
+    return path
+
+
+def open_bundle(
+    uri: str,
+    explainer_config: ExplainerConfig | None = None,
+    connection_string: str | None = None,
+) -> ServedBundle:
+    """Fetch, verify (sha256 of every file) and load a bundle.
+
+    Raises:
+        churn_core.errors.BundleIntegrityError: a file does not match its recorded sha256.
+        NotFound: nothing at `uri`.
+        InvalidInput: the bundle is not a churn model bundle.
+    """
+    config = explainer_config or ExplainerConfig()
+    with tempfile.TemporaryDirectory(prefix="churn-bundle-") as tmp:
+        local = fetch_bundle(uri, Path(tmp), connection_string)
+        try:
+            model, meta = load_model(local)
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as err:
+            raise InvalidInput(f"{uri}: {MODEL} cannot be loaded: {err}") from err
+        for attr in ("features", "estimator", "predict_proba_columns"):
+            if not hasattr(model, attr):
+                kind = type(model).__name__
+                raise InvalidInput(f"{uri}: {MODEL} holds a {kind}, not a ChurnModel")
+        background = load_background(local, meta)
+    threshold = float(meta.get("threshold", getattr(model, "threshold", 0.5)))
+    if abs(threshold - float(getattr(model, "threshold", threshold))) > 1e-12:
+        logger.warning(
+            "bundle threshold %.6f differs from the model object's %.6f; serving the bundle's",
+            threshold,
+            model.threshold,
+        )
+    explainer = Explainer(
+        model, threshold, background=background, retention=config.retention, top_k=config.top_k
+    )
+    files = meta.get("files") or {}
+    return ServedBundle(
+        model=model,
+        metadata=meta,
+        source=uri,
+        threshold=threshold,
+        version=str(meta.get("version", "0")),
+        kind=str(meta.get("kind", model.kind)),
+        sha256=str(files.get(MODEL, ""))[:12],
+        specs=input_specs(meta),
+        explainer=explainer,
+    )
