@@ -1,0 +1,90 @@
+"""`churn serve`: the predictor and its explainer in KServe's ModelServer."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from churn_core.settings import Settings
+
+HELP = "Serve the churn model over KServe v2 REST + gRPC (and v1), with its explainer"
+
+DEFAULT_MODEL_URI = "models:/churn@champion"
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `churn serve`; unset ones come from CHURN_* settings."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--bundle", help="a local bundle folder")
+    source.add_argument(
+        "--model-uri",
+        help="bundle path, az:// or https blob URI, or models:/<name>@<alias> "
+        f"(CHURN_MODEL_URI; default {DEFAULT_MODEL_URI})",
+    )
+    parser.add_argument("--name", help="served model name (CHURN_MODEL_NAME; default churn)")
+    parser.add_argument("--host", help="address to bind (CHURN_HOST; default 127.0.0.1)")
+    parser.add_argument("--http-port", type=int, help="REST port (CHURN_HTTP_PORT; default 8080)")
+    parser.add_argument("--grpc-port", type=int, help="gRPC port (CHURN_GRPC_PORT; default 8081)")
+    parser.add_argument("--no-grpc", action="store_true", help="serve REST only")
+    parser.add_argument(
+        "--access-log", action="store_true", help="log every request (REST and gRPC)"
+    )
+    parser.add_argument(
+        "--kserve-rest",
+        action="store_true",
+        help="serve v2 REST infer with KServe's own route instead of the lean one",
+    )
+
+
+def _model_uri(args: argparse.Namespace, settings: Settings) -> str:
+    if args.bundle:
+        return str(Path(args.bundle).resolve())
+    return str(args.model_uri or settings.model_uri or DEFAULT_MODEL_URI)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Load the bundle and serve until interrupted."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread per request: see DESIGN.md
+    argv, sys.argv = sys.argv, sys.argv[:1]  # kserve parses sys.argv when imported
+    try:
+        from churn_inference.predictor import ChurnExplainerModel, ChurnPredictor
+        from churn_inference.server import ChurnModelServer
+    finally:
+        sys.argv = argv
+    from churn_core.config import ChurnConfig, load_config
+
+    config_path = Path(settings.config_path)
+    if config_path.is_file():
+        config = load_config(config_path)
+    else:
+        logger.warning("%s not found: default explainer settings, no retention", config_path)
+        config = ChurnConfig()
+    if settings.mlflow_tracking_uri:
+        os.environ.setdefault("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri)
+    if not args.access_log:
+        logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+    name = args.name or settings.model_name
+    uri = _model_uri(args, settings)
+    predictor = ChurnPredictor(
+        name,
+        uri,
+        explainer_config=config.explainer,
+        connection_string=settings.azure_storage_connection_string or None,
+    )
+    predictor.load()
+    explainer = ChurnExplainerModel(predictor)
+    server = ChurnModelServer(
+        host=args.host or settings.host,
+        http_port=args.http_port or settings.http_port,
+        grpc_port=args.grpc_port or settings.grpc_port,
+        enable_grpc=not args.no_grpc,
+        fast_rest=not args.kserve_rest,
+        access_log=args.access_log,
+    )
+    server.start([predictor, explainer])
+    return 0

@@ -1,0 +1,306 @@
+"""KServe's ModelServer, bound to a chosen host, with three small extensions.
+
+KServe 0.20's `ModelServer` binds REST (uvicorn) and gRPC to every address
+(0.0.0.0 / [::]) with no option to change it. `ChurnModelServer` builds the
+same `RESTServer` and `GRPCServer` but binds them to `host` (127.0.0.1 by
+default), and:
+
+* registers every model, ready or not, so a refused bundle answers 503
+  "not ready" instead of 404 or a server that refuses to start, and server
+  readiness (`/v2/health/ready`, gRPC ServerReady) is true only when every
+  model is ready, as the Open Inference Protocol says;
+* adds the model versions to the v2 model metadata;
+* (`fast_rest`, on by default) serves the v2 REST `infer` route with a lean
+  handler in front of KServe's own: the same URL, protocol, `InferRequest`
+  parsing (`InferRequest.from_bytes`, which handles JSON and the binary
+  tensor extension), `DataPlane.infer` (the model's pre/predict/post with
+  KServe's latency histograms) and `DataPlane.encode`, but without the
+  pydantic round trip of the request and the response that costs KServe's
+  route more than the model itself. `fast_rest=False` serves KServe's route
+  unchanged (the benchmark measures both).
+
+Per-request log lines (uvicorn's access log, the gRPC method log, KServe's
+timing middleware) are off unless `access_log` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent import futures
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from kserve import ModelServer
+from kserve.errors import InvalidInput as KInvalidInput
+from kserve.errors import ModelNotReady, NoModelReady
+from kserve.model import BaseKServeModel
+from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
+from kserve.protocol.grpc.server import GRPCServer
+from kserve.protocol.grpc.servicer import InferenceServicer
+from kserve.protocol.infer_type import InferRequest
+from kserve.protocol.rest.server import RESTServer
+
+from churn_inference.errors import install_rest_handlers
+
+logger = logging.getLogger(__name__)
+
+_JSON = "application/json"
+_BINARY = "application/octet-stream"
+_HEADER_LENGTH = "inference-header-content-length"
+
+
+class ChurnDataPlane(DataPlane):
+    """KServe's data plane; server readiness = every model ready; versions in metadata."""
+
+    async def ready(self) -> bool:  # noqa: D102
+        if not await super().ready():
+            return False
+        models = self.model_registry.get_models()
+        if not models:
+            return False
+        for model in models.values():
+            if not await model.healthy():
+                return False
+        return True
+
+    async def model_metadata(self, model_name: str) -> dict[str, Any]:  # noqa: D102
+        meta: dict[str, Any] = await super().model_metadata(model_name)
+        versions = getattr(self.get_model_from_registry(model_name), "versions", None)
+        if versions:
+            meta["versions"] = list(versions)
+        return meta
+
+
+def _check_request_json(body: Any) -> None:
+    """What KServe's pydantic `InferenceRequest` checks, as 400s naming the field."""
+    if not isinstance(body, dict):
+        raise KInvalidInput("inference request must be a JSON object")
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list):
+        raise KInvalidInput('inference request needs "inputs": a list of input tensors')
+    for i, tensor in enumerate(inputs):
+        if not isinstance(tensor, dict):
+            raise KInvalidInput(f"inputs[{i}] must be an object")
+        name = tensor.get("name")
+        where = f"input {name!r}" if isinstance(name, str) else f"inputs[{i}]"
+        if not isinstance(name, str):
+            raise KInvalidInput(f'{where}: "name" must be a string')
+        shape = tensor.get("shape")
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) for d in shape
+        ):
+            raise KInvalidInput(f'{where}: "shape" must be a list of integers, got {shape!r}')
+        if not isinstance(tensor.get("datatype"), str):
+            raise KInvalidInput(f'{where}: "datatype" must be a string')
+        params = tensor.get("parameters")
+        if params is not None and not isinstance(params, dict):
+            raise KInvalidInput(f'{where}: "parameters" must be an object')
+        data = tensor.get("data")
+        if data is None:
+            if not (params and "binary_data_size" in params):
+                raise KInvalidInput(f'{where}: "data" is missing')
+        elif not isinstance(data, list):
+            raise KInvalidInput(f'{where}: "data" must be a list, got {data!r}')
+    outputs = body.get("outputs")
+    if outputs is not None:
+        if not isinstance(outputs, list) or not all(
+            isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
+        ):
+            raise KInvalidInput('"outputs" must be a list of objects with a "name"')
+    if body.get("id") is not None and not isinstance(body["id"], str):
+        raise KInvalidInput('"id" must be a string')
+    if body.get("parameters") is not None and not isinstance(body["parameters"], dict):
+        raise KInvalidInput('"parameters" must be an object')
+
+
+def _register_fast_infer(app: FastAPI, dataplane: DataPlane) -> None:
+    async def infer(model_name: str, request: Request) -> Response:
+        if not await dataplane.model_ready(model_name, True):
+            raise ModelNotReady(model_name)
+        body = await request.body()
+        headers = dict(request.headers)
+        length = headers.get(_HEADER_LENGTH)
+        try:
+            json_length = int(length) if length is not None else len(body)
+        except ValueError as err:
+            raise KInvalidInput(f"{_HEADER_LENGTH} {length!r} is not an integer") from err
+        if not 0 < json_length <= len(body):
+            raise KInvalidInput(f"{_HEADER_LENGTH} {json_length} outside the body's {len(body)}")
+        try:
+            parsed = orjson.loads(body[:json_length])
+        except orjson.JSONDecodeError as err:
+            raise KInvalidInput(f"request body is not valid JSON: {err}") from err
+        _check_request_json(parsed)
+        try:
+            infer_request = InferRequest.from_bytes(body, json_length, model_name)
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise KInvalidInput(f"malformed inference request: {err}") from err
+        response, response_headers = await dataplane.infer(
+            model_name=model_name, request=infer_request, headers=headers
+        )
+        encoded, res_headers = dataplane.encode(
+            model_name=model_name, response=response, headers=headers, req_attributes={}
+        )
+        response_headers.update(res_headers)
+        response_headers.pop("content-length", None)
+        media = response_headers.pop("content-type", _JSON)
+        if isinstance(encoded, bytes):
+            return Response(encoded, media_type=_BINARY, headers=response_headers)
+        return Response(orjson.dumps(encoded), media_type=media, headers=response_headers)
+
+    async def infer_version(model_name: str, model_version: str, request: Request) -> Response:
+        return await infer(model_name, request)
+
+    app.add_api_route("/v2/models/{model_name}/infer", infer, methods=["POST"])
+    app.add_api_route(
+        "/v2/models/{model_name}/versions/{model_version}/infer",
+        infer_version,
+        methods=["POST"],
+        include_in_schema=False,
+    )
+
+
+class ChurnRESTServer(RESTServer):
+    """KServe's REST server bound to `host`; optional lean v2 infer route."""
+
+    def __init__(
+        self,
+        *args: Any,
+        host: str,
+        fast_rest: bool,
+        access_log: bool,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.config.host = host
+        self.config.access_log = access_log
+        self.fast_rest = fast_rest
+        self.access_log = access_log
+
+    def _add_middlewares(self, app: FastAPI) -> None:
+        if self.access_log:
+            super()._add_middlewares(app)
+
+    def _register_endpoints(self, app: FastAPI) -> None:
+        if self.fast_rest:
+            _register_fast_infer(app, self.dataplane)
+        super()._register_endpoints(app)
+
+    def _add_exception_handlers(self, app: FastAPI) -> None:
+        super()._add_exception_handlers(app)
+        install_rest_handlers(app)
+
+
+class ChurnGRPCServer(GRPCServer):
+    """KServe's gRPC server (its servicer and error interceptor) bound to `host`."""
+
+    def __init__(self, *args: Any, host: str, access_log: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._host = host
+        self._access_log = access_log
+
+    async def start(self, max_workers: int) -> None:  # noqa: D102
+        from grpc import aio
+
+        servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
+        interceptors: list[Any] = [ExceptionToStatusInterceptor()]
+        if self._access_log:
+            interceptors.insert(0, LoggingInterceptor())
+        self._server = aio.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers),
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_send_message_length", self._kwargs["grpc_max_send_message_length"]),
+                (
+                    "grpc.max_receive_message_length",
+                    self._kwargs["grpc_max_receive_message_length"],
+                ),
+            ],
+        )
+        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        address = f"{host}:{self._port}"
+        self._server.add_insecure_port(address)
+        logger.info("gRPC server listening on %s", address)
+        await self._server.start()
+        await self._server.wait_for_termination()
+
+
+class ChurnModelServer(ModelServer):
+    """KServe's ModelServer bound to `host` (see the module docstring)."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        http_port: int = 8080,
+        grpc_port: int = 8081,
+        enable_grpc: bool = True,
+        fast_rest: bool = True,
+        access_log: bool = False,
+        grace_period: int = 5,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            http_port=http_port,
+            grpc_port=grpc_port,
+            workers=1,
+            enable_grpc=enable_grpc,
+            enable_docs_url=False,
+            enable_latency_logging=False,
+            grace_period=grace_period,
+            **kwargs,
+        )
+        self.host = host
+        self.fast_rest = fast_rest
+        self.access_log = access_log
+        self.dataplane = ChurnDataPlane(model_registry=self.registered_models)
+
+    def start(self, models: list[BaseKServeModel]) -> None:
+        """Register every model (ready or not) and serve REST and gRPC until stopped."""
+        from kserve.model_server import FASTAPI_APP_IMPORT_STRING, args
+
+        for model in models:
+            self.register_model(model)
+            model.enable_latency_logging = False
+        if models and not any(m.ready for m in models):
+            logger.error("%s; serving anyway: they answer 503 until fixed", NoModelReady(models))
+        self._rest_server = ChurnRESTServer(
+            FASTAPI_APP_IMPORT_STRING,
+            self.dataplane,
+            self.model_repository_extension,
+            self.http_port,
+            host=self.host,
+            fast_rest=self.fast_rest,
+            access_log=self.access_log,
+            access_log_format=None,
+            workers=1,
+            grace_period=self.grace_period,
+            event_loop=self.event_loop,
+            timeout_keep_alive=self.timeout_keep_alive,
+        )
+        self.servers.append(self._rest_server.start())
+        if self.enable_grpc:
+            self._grpc_server = ChurnGRPCServer(
+                self.grpc_port,
+                self.dataplane,
+                self.model_repository_extension,
+                host=self.host,
+                access_log=self.access_log,
+                kwargs=vars(args),
+                grace_period=self.grace_period,
+            )
+            self.servers.append(self._grpc_server.start(self.max_threads))
+        self.setup_event_loop()
+        self.register_signal_handler()
+        logger.info(
+            "serving %s on http://%s:%d (gRPC %s)",
+            ", ".join(m.name for m in models),
+            self.host,
+            self.http_port,
+            f"{self.host}:{self.grpc_port}" if self.enable_grpc else "off",
+        )
+        asyncio.run(self._serve())
