@@ -326,25 +326,22 @@ def publish(
     metadata: Mapping[str, Any],
     connection_string: str | None = None,
 ) -> str:
-    """Copy a stage's files to the artifact store under ``data/<stage>/<sha256[:16]>/``.
+    """Copy a stage's files to the artifact store under ``data/<stage>/<digest[:16]>/``.
 
-    The prefix is content-addressed by the stage's main output digest (its
-    metadata ``sha256``, else the first file's), so republishing the same
-    output is idempotent and a published snapshot never changes. The
-    ``metadata.json`` (with the store URI of every file) goes last, so its
-    presence means the snapshot is complete.
+    The prefix is content-addressed (a sha256 over the files' names and
+    digests), so republishing the same outputs is idempotent and a published
+    snapshot never changes. The ``metadata.json`` (with each file's store URI
+    and sha256) goes last, so its presence means the snapshot is complete.
 
     Returns:
         The store URI of the snapshot's prefix.
     """
-    from churn_core.store import open_store
+    from churn_core.store import open_store, sha256_path
 
     if not files:
         raise ValueError("publish: no files")
-    digest = str(
-        metadata.get("sha256") or sha256_bytes(Path(next(iter(files.values()))).read_bytes())
-    )
-    prefix = f"data/{stage}/{digest[:16]}"
+    manifest = "".join(f"{name}:{sha256_path(path)}\n" for name, path in sorted(files.items()))
+    prefix = f"data/{stage}/{sha256_bytes(manifest.encode())[:16]}"
     store = open_store(store_uri, connection_string)
     uris: dict[str, dict[str, str]] = {}
     for name, path in files.items():
