@@ -8,7 +8,7 @@ transformed columns, then mapped back to the customer attributes:
 * Logistic regression: exact linear attributions `coef * (x - mean)`, with the
   mean of the bundle's background sample; the base value is the margin at
   that mean.
-* MLP: integrated gradients from the background mean (midpoint rule, 64
+* MLP: integrated gradients from the background mean (midpoint rule, 256
   steps); attributions add up to margin(x) - margin(baseline) up to the
   integration error (tested).
 
@@ -42,7 +42,7 @@ from churn_core.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
 
-IG_STEPS = 64
+IG_STEPS = 256
 
 
 @dataclass(frozen=True)

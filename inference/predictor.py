@@ -78,10 +78,26 @@ def _json_body(body: bytes | str) -> Any:
         raise InvalidInput(f"request body is not JSON: {err}") from err
 
 
-def _tensor(name: str, datatype: str, arr: np.ndarray, as_list: bool) -> InferOutput:
+def _encoding(request: InferRequest) -> str:
+    """How outputs are handed to KServe's encoder.
+
+    REST: numpy arrays (KServe encodes JSON or binary per requested output).
+    gRPC: lists (contents fields), or raw bytes when the request came raw;
+    KServe's `to_grpc` cannot take arrays when answering raw requests.
+    """
+    if not request.from_grpc:
+        return "array"
+    return "raw" if request.use_binary_outputs else "list"
+
+
+def _tensor(name: str, datatype: str, arr: np.ndarray, encoding: str) -> InferOutput:
     shape = list(arr.shape)
-    data: Any = arr.reshape(-1).tolist() if as_list else arr
-    return InferOutput(name=name, shape=shape, datatype=datatype, data=data)
+    if encoding == "list":
+        return InferOutput(name=name, shape=shape, datatype=datatype, data=arr.reshape(-1).tolist())
+    out = InferOutput(name=name, shape=shape, datatype=datatype, data=arr)
+    if encoding == "raw":
+        out.set_data_from_numpy(arr, binary_data=True)
+    return out
 
 
 class ChurnPredictor(Model):
@@ -232,12 +248,12 @@ class ChurnPredictor(Model):
                         )
                     ],
                 }
-            as_list = bool(payload.from_grpc and not payload.use_binary_outputs)
+            encoding = _encoding(payload)
             made = {
                 OUTPUT_PROBABILITY: lambda: _tensor(
-                    OUTPUT_PROBABILITY, "FP32", proba.astype(np.float32), as_list
+                    OUTPUT_PROBABILITY, "FP32", proba.astype(np.float32), encoding
                 ),
-                OUTPUT_DECISION: lambda: _tensor(OUTPUT_DECISION, "BOOL", decision, as_list),
+                OUTPUT_DECISION: lambda: _tensor(OUTPUT_DECISION, "BOOL", decision, encoding),
             }
             return self._response(payload, [made[n]() for n in names], bundle)
 
@@ -364,7 +380,7 @@ class ChurnExplainerModel(Model):
                 for j, reason in enumerate(row):
                     reasons[i, j] = reason.text
                     suggestions[i, j] = reason.suggestion
-            as_list = bool(payload.from_grpc and not payload.use_binary_outputs)
+            encoding = _encoding(payload)
             arrays: dict[str, tuple[str, np.ndarray]] = {
                 OUTPUT_PROBABILITY: ("FP32", exp.probability.astype(np.float32)),
                 BASE_OUTPUT: ("FP32", exp.base.astype(np.float32)),
@@ -376,7 +392,7 @@ class ChurnExplainerModel(Model):
                     "FP32",
                     np.ascontiguousarray(exp.attributions[:, j], dtype=np.float32),
                 )
-            outputs = [_tensor(n, arrays[n][0], arrays[n][1], as_list) for n in names]
+            outputs = [_tensor(n, arrays[n][0], arrays[n][1], encoding) for n in names]
             return InferResponse(
                 response_id=payload.id or str(uuid.uuid4()),
                 model_name=self.name,
