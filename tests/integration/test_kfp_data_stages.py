@@ -1,0 +1,102 @@
+"""The four data components chained through kfp.local's SubprocessRunner on synthetic data."""
+
+# No `from __future__ import annotations`: KFP reads the pipeline's annotations.
+import json
+import pickle
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from churn_components import stages
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def kfp_local(tmp_path: Path) -> Path:
+    """kfp.local with the SubprocessRunner in this environment; returns the pipeline root."""
+    from kfp import local
+
+    root = tmp_path / "kfp-root"
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    return root
+
+
+def data_pipeline():
+    from kfp import dsl
+    from kfp.dsl import Artifact, Dataset
+
+    from churn_components.kfp_data import add_data_stages
+
+    class Outputs(NamedTuple):
+        transform: Artifact
+        description: Artifact
+        train: Dataset
+        report: Artifact
+
+    @dsl.pipeline(name="churn-data-stages-test")
+    def pipeline(source_uri: str, artifact_store: str, max_rejected_share: float) -> Outputs:
+        tasks = add_data_stages(
+            source_uri, artifact_store, max_rejected_share, 0.2, 42, [12, 24, 48, 60]
+        )
+        return Outputs(
+            transform=tasks.features.outputs["transform"],
+            description=tasks.features.outputs["description"],
+            train=tasks.preprocess.outputs["train"],
+            report=tasks.validate.outputs["report"],
+        )
+
+    return pipeline
+
+
+def test_data_stages_run_through_kfp_local(kfp_local, synthetic_csv, tmp_path):
+    from churn_components.featurize import load_features
+
+    store = tmp_path / "store"
+    run = data_pipeline()(
+        source_uri=str(synthetic_csv), artifact_store=str(store), max_rejected_share=0.01
+    )
+    transform = run.outputs["transform"]
+    train = run.outputs["train"]
+    report = run.outputs["report"]
+
+    # artifacts carry sha256, rows and the synthetic flag, and match their files
+    fitted = load_features(Path(transform.path).read_bytes(), transform.metadata["sha256"])
+    assert transform.metadata["synthetic"] is True
+    assert transform.metadata["n_features"] == 54
+    assert train.metadata["rows"] == 480 and train.metadata["synthetic"] is True
+    assert train.metadata["sha256"] == stages.sha256_bytes(Path(train.path).read_bytes())
+    assert len(stages.read_dataset(train.path)) == 480
+    assert json.loads(Path(report.path).read_text())["accepted_rows"] == 600
+    description = json.loads(Path(run.outputs["description"].path).read_text())
+    assert description["synthetic"] is True
+    assert description["features"][0] == {"name": "gender=Female", "sources": ["gender"]}
+    assert list(fitted.get_feature_names_out()) == [f["name"] for f in description["features"]]
+
+    # every stage also left a content-addressed snapshot in the artifact store
+    snapshots = sorted(p.parent.parent.name for p in (store / "data").glob("*/*/metadata.json"))
+    assert snapshots == ["features", "ingest", "preprocess", "validate"]
+    [features_meta] = (store / "data" / "features").glob("*/metadata.json")
+    published = json.loads(features_meta.read_text())
+    assert published["synthetic"] is True
+    assert (features_meta.parent / stages.TRANSFORM).read_bytes() == Path(
+        transform.path
+    ).read_bytes()
+    assert isinstance(pickle.loads(Path(transform.path).read_bytes()), type(fitted))
+
+
+def test_validation_failure_stops_the_pipeline_with_its_reason(
+    kfp_local, synthetic_raw_frame, tmp_path, capfd
+):
+    bad = synthetic_raw_frame.copy()
+    bad.loc[:59, "Contract"] = "Weekly"  # 60 of 600 rows
+    src = tmp_path / "bad.csv"
+    bad.to_csv(src, index=False)
+    with pytest.raises(RuntimeError, match="validate-data"):
+        data_pipeline()(source_uri=str(src), artifact_store="", max_rejected_share=0.01)
+    logs = capfd.readouterr()
+    text = logs.out + logs.err
+    assert "DataContractError" in text
+    assert "60 of 600 rows rejected (share 0.1000 > limit 0.01)" in text
+    assert "unknown_category 60" in text
