@@ -219,16 +219,7 @@ def validate_frame(raw: pd.DataFrame, source: str = "<frame>") -> ValidationResu
     dup = (id_series.duplicated(keep=False) & ~blank_id).to_numpy()
     dup_detail: list[str] | None = None
     if dup.any():
-        rows_by_id = id_series[dup].groupby(id_series[dup]).groups
-        dup_detail = [
-            (
-                "id also on row(s) "
-                + ", ".join(str(int(r) + 1) for r in rows_by_id[ids[i]] if r != i)
-                if dup[i]
-                else ""
-            )
-            for i in range(n)
-        ]
+        dup_detail = _duplicate_details(ids, dup)
     issues.append((dup, ID_COLUMN, DUPLICATE_ID, dup_detail))
 
     rejected_table = _rejected_table(issues, strings)
@@ -249,6 +240,23 @@ def validate_frame(raw: pd.DataFrame, source: str = "<frame>") -> ValidationResu
     if quirks:
         logger.info("known quirk: %d blank TotalCharges with tenure 0 accepted as NaN", quirks)
     return ValidationResult(accepted=accepted, rejected=rejected_table, report=report)
+
+
+def _duplicate_details(ids: np.ndarray, dup: np.ndarray, show: int = 5) -> list[str]:
+    """Per row: the other rows (1-based) holding the same id; at most `show`, then a count."""
+    groups: dict[str, list[int]] = {}
+    for i in np.flatnonzero(dup).tolist():
+        groups.setdefault(ids[i], []).append(i)
+    details = [""] * len(ids)
+    for rows in groups.values():
+        head = rows[: show + 1]
+        for i in rows:
+            others = [r for r in head if r != i][:show]
+            text = "id also on row(s) " + ", ".join(str(r + 1) for r in others)
+            if len(rows) - 1 > show:
+                text += f" and {len(rows) - 1 - show} more"
+            details[i] = text
+    return details
 
 
 def _as_strings(series: pd.Series) -> np.ndarray:

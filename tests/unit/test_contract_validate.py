@@ -345,3 +345,12 @@ def test_request_check_agrees_with_table_validation(synthetic_frame):
     # every accepted row of the table validation passes the request check
     cols = {c: synthetic_frame[c].to_numpy() for c in FEATURE_NAMES}
     check_request_columns(cols)
+
+
+def test_many_copies_of_one_id_keep_the_detail_short(raw):
+    raw.loc[:7, "customerID"] = "SAME-ID"  # 8 copies
+    result = validate_csv(csv_of(raw))
+    dup = issues(result, DUPLICATE_ID)
+    assert len(dup) == 8
+    assert dup["detail"].iloc[0] == "id also on row(s) 2, 3, 4, 5, 6 and 2 more"
+    assert dup["detail"].iloc[7] == "id also on row(s) 1, 2, 3, 4, 5 and 2 more"
