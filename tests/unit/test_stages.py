@@ -77,7 +77,10 @@ def test_four_stages_chain_and_record_what_they_wrote(tmp_path, synthetic_csv):
     feat = metas["features"]
     transform = load_features((out / "features" / stages.TRANSFORM).read_bytes(), feat["sha256"])
     description = json.loads((out / "features" / stages.DESCRIPTION).read_text())
-    assert description["n_features"] == feat["n_features"] == 54
+    n_out = len(
+        ChurnFeatures().fit(stages.read_dataset(out / "preprocess" / stages.TRAIN)).output_features
+    )
+    assert description["n_features"] == feat["n_features"] == n_out
     assert description["fitted_rows"] == 480
     assert [f["name"] for f in description["features"]] == list(transform.get_feature_names_out())
     assert description["train_sha256"] == pre["train_sha256"]
@@ -195,7 +198,10 @@ def test_split_refuses_a_single_class(synthetic_frame):
 def test_features_artifact_is_checked_before_unpickling(synthetic_frame):
     fitted = fit_features(synthetic_frame, (12, 24))
     assert fitted.description["sha256"] == hashlib.sha256(fitted.pickled).hexdigest()
-    assert fitted.description["n_features"] == 54 - 2  # two bands fewer
+    default = fit_features(synthetic_frame, (12, 24, 48, 60))
+    assert (
+        fitted.description["n_features"] == default.description["n_features"] - 2
+    )  # 2 bands fewer
     assert fitted.description["params"] == {"tenure_bands": [12, 24], "scale": True}
     with pytest.raises(BundleIntegrityError, match="refusing to load"):
         load_features(fitted.pickled + b"x", fitted.description["sha256"])
