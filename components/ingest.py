@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from churn_components.contract import ID_COLUMN
 from churn_components.synthetic import SYNTHETIC_ID_PREFIX, announce
-from churn_core.errors import DataContractError
+from churn_core.errors import DataContractError, NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,13 @@ def ingest(uri: str, connection_string: str | None = None) -> Ingested:
 
     shown = redact_uri(uri)
     logger.info("ingest: reading %s", shown)
-    data = read_uri(uri, connection_string=connection_string)
+    try:
+        data = read_uri(uri, connection_string=connection_string)
+    except NotFound as err:
+        raise NotFound(
+            f"{err} (set CHURN_DATA_URI, `dvc pull` the real data, or generate a SYNTHETIC "
+            "stand-in: churn data synthesize --out data/synthetic/telco.csv)"
+        ) from err
     meta = describe_csv(data, shown)
     logger.info(
         "ingest: %s: %d bytes, %d rows, sha256 %s",

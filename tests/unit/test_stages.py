@@ -138,8 +138,9 @@ def test_validate_over_the_limit_fails_but_leaves_its_report(tmp_path, synthetic
 
 def test_ingest_unreadable_uri_names_it(tmp_path):
     missing = tmp_path / "nowhere" / "telco.csv"
-    with pytest.raises(NotFound, match=str(missing)):
+    with pytest.raises(NotFound, match=str(missing)) as err:
         ingest(str(missing))
+    assert "churn data synthesize" in str(err.value)
     with pytest.raises(NotFound, match="telco.csv"):
         stages.run_ingest(f"file://{missing}", tmp_path / "out")
     assert not (tmp_path / "out" / stages.RAW).exists()
