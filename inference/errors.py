@@ -35,7 +35,9 @@ def to_kserve(err: ChurnError, model_name: str) -> Exception:
     if isinstance(err, InvalidInput):
         return kerr.InvalidInput(str(err))
     if isinstance(err, NotReady):
-        return kerr.ModelNotReady(model_name, str(err))
+        not_ready = kerr.ModelNotReady(model_name, str(err))
+        not_ready.reason = str(not_ready)  # KServe's gRPC interceptor reads .reason
+        return not_ready
     if isinstance(err, NotFound):
         return kerr.InvalidInput(str(err)) if status_of(err) == 400 else _not_found(str(err))
     return kerr.InferenceError(str(err))

@@ -27,14 +27,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from concurrent import futures
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request, Response
 from kserve import ModelServer
+from kserve.errors import InferenceError, ModelNotReady, NoModelReady
 from kserve.errors import InvalidInput as KInvalidInput
-from kserve.errors import ModelNotReady, NoModelReady
 from kserve.model import BaseKServeModel
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
@@ -117,6 +118,26 @@ def _check_request_json(body: Any) -> None:
         raise KInvalidInput('"parameters" must be an object')
 
 
+def _binary_culprit(parsed: dict[str, Any], body: bytes, offset: int) -> str:
+    """Name the binary input whose bytes do not decode (for the error message)."""
+    for tensor in parsed["inputs"]:
+        size = (tensor.get("parameters") or {}).get("binary_data_size")
+        if not isinstance(size, int):
+            continue
+        chunk, offset = body[offset : offset + size], offset + size
+        if tensor.get("datatype") != "BYTES":
+            continue
+        pos = 0
+        try:
+            while pos < len(chunk):
+                (length,) = struct.unpack_from("<I", chunk, pos)
+                chunk[pos + 4 : pos + 4 + length].decode("utf-8")
+                pos += 4 + length
+        except (struct.error, UnicodeDecodeError) as err:
+            return f" in input {tensor.get('name')!r} ({type(err).__name__})"
+    return ""
+
+
 def _register_fast_infer(app: FastAPI, dataplane: DataPlane) -> None:
     async def infer(model_name: str, request: Request) -> Response:
         if not await dataplane.model_ready(model_name, True):
@@ -137,8 +158,10 @@ def _register_fast_infer(app: FastAPI, dataplane: DataPlane) -> None:
         _check_request_json(parsed)
         try:
             infer_request = InferRequest.from_bytes(body, json_length, model_name)
-        except (KeyError, TypeError, ValueError, IndexError) as err:
-            raise KInvalidInput(f"malformed inference request: {err}") from err
+        except (InferenceError, KeyError, TypeError, ValueError, IndexError, struct.error) as err:
+            # decoding the client's tensors failed (e.g. BYTES that are not UTF-8): a 400
+            where = _binary_culprit(parsed, body, json_length)
+            raise KInvalidInput(f"malformed inference request{where}: {err}") from err
         response, response_headers = await dataplane.infer(
             model_name=model_name, request=infer_request, headers=headers
         )
