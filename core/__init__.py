@@ -1,0 +1,1 @@
+"""Shared core: config, settings, errors, logging, artifact store, model bundle, the churn CLI."""
