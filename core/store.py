@@ -333,7 +333,7 @@ def _azure_error(uri: str, action: str, err: Exception) -> Exception:
     if isinstance(err, HttpResponseError) and code == "BlobNotFound":
         return NotFound(f"no artifact at {uri}")
     if isinstance(err, ClientAuthenticationError) or status in (401, 403):
-        cause = f"access denied ({code or status}): {_short(err)}"
+        cause = f"authentication failed or access denied ({code or status}): {_short(err)}"
     elif code == "ContainerNotFound":
         cause = "the container does not exist"
     elif isinstance(err, HttpResponseError) and status is not None:
