@@ -201,3 +201,19 @@ def test_read_uri_http(http_root):
 def test_read_uri_unreachable_http_is_a_store_error():
     with pytest.raises(StoreError, match=r"127\.0\.0\.1.*unreachable"):
         read_uri(f"http://127.0.0.1:{free_port()}/data.csv", timeout=2)
+
+
+def test_https_blob_url_without_connection_string_uses_default_credential():
+    """Opening builds the client only; no request is sent until a method is called."""
+    from azure.identity import DefaultAzureCredential
+
+    from churn_core.store import BlobStore
+
+    url = "https://acct123.blob.core.windows.net/models/churn/v3"
+    store = open_store(url, connection_string="")
+    assert isinstance(store, BlobStore)
+    assert store.container_name == "models"
+    assert store.prefix == "churn/v3"
+    assert store.uri("metadata.json") == f"{url}/metadata.json"
+    assert isinstance(store._container.credential, DefaultAzureCredential)
+    assert store._container.account_name == "acct123"
