@@ -52,8 +52,9 @@ class ChurnFeatures(TransformerMixin, BaseEstimator):
     """Cleaning, one-hot encoding, engineered features and standard scaling.
 
     Engineered features: tenure bands, number of subscribed services, charges
-    per month of tenure, log total charges and the gap between the monthly
-    charge and the average charge so far. Blank `TotalCharges` (first-month
+    per month of tenure, log total charges, the gap between the monthly
+    charge and the average charge so far, and log tenure per contract type
+    (appended last, so earlier column positions stay put). Blank `TotalCharges` (first-month
     customers) becomes 0.0: nothing has been billed yet.
 
     Args:
@@ -134,6 +135,11 @@ class ChurnFeatures(TransformerMixin, BaseEstimator):
         out[:, j + 7] = services
         band = np.searchsorted(layout.edges, tenure, side="left")
         out[np.arange(n), layout.bands + band] = 1.0
+        # log tenure per contract type: loyalty builds differently on each contract
+        contract = layout.contract
+        out[:, layout.interactions : layout.interactions + len(contract)] = (
+            np.log1p(tenure)[:, None] * out[:, contract]
+        )
         return out, list(layout.features)
 
     # -- sklearn API -----------------------------------------------------
@@ -193,6 +199,8 @@ class _Layout:
     numeric: int
     bands: int
     edges: np.ndarray
+    interactions: int
+    contract: np.ndarray
 
 
 @lru_cache(maxsize=8)
@@ -227,6 +235,12 @@ def _layout(tenure_bands: tuple[int, ...]) -> _Layout:
         OutputFeature(f"tenure_band_{lo}_{hi}", ("tenure",))
         for lo, hi in zip(lows, highs, strict=True)
     ]
+    interactions = len(features)
+    contract_categories = next(c.categories for c in FEATURE_COLUMNS if c.name == "Contract")
+    features += [
+        OutputFeature(f"log_tenure_x_Contract={c}", ("tenure", "Contract"))
+        for c in contract_categories
+    ]
     edges = np.asarray(tenure_bands, dtype=np.float64)
     edges.setflags(write=False)
     return _Layout(
@@ -238,4 +252,6 @@ def _layout(tenure_bands: tuple[int, ...]) -> _Layout:
         numeric=numeric,
         bands=bands,
         edges=edges,
+        interactions=interactions,
+        contract=np.asarray([positions[f"Contract={c}"] for c in contract_categories]),
     )

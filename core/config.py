@@ -41,7 +41,8 @@ class LogisticConfig(_Strict):
     """Logistic regression; C is chosen inside training folds from the grid."""
 
     c_grid: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)
-    max_iter: int = 2000
+    max_iter: int = Field(100, gt=0)  # Newton iterations
+    validation_share: float = Field(0.25, gt=0, lt=1)  # inner split that picks C
 
 
 class XGBoostConfig(_Strict):
@@ -54,17 +55,22 @@ class XGBoostConfig(_Strict):
     colsample_bytree: float = 0.8
     min_child_weight: float = 5.0
     reg_lambda: float = 5.0
+    max_bin: int = Field(256, ge=2)
+    early_stopping_rounds: int = Field(50, ge=1)
+    validation_share: float = Field(0.2, gt=0, lt=1)  # inner split for early stopping
+    # output feature name -> +1 (risk may only rise with it) / -1 (only fall)
+    monotone_constraints: dict[str, Literal[-1, 0, 1]] = {}
 
 
 class MLPConfig(_Strict):
     """Torch multi-layer perceptron."""
 
-    hidden: tuple[int, ...] = (32, 16)
-    dropout: float = 0.1
-    epochs: int = 60
-    batch_size: int = 128
-    learning_rate: float = 0.003
-    weight_decay: float = 0.0001
+    hidden: tuple[int, ...] = (16,)
+    dropout: float = 0.0
+    epochs: int = 10
+    batch_size: int = 512
+    learning_rate: float = 0.01
+    weight_decay: float = 0.01
 
 
 class ModelsConfig(_Strict):
@@ -125,6 +131,12 @@ class RegistryConfig(_Strict):
     experiment: str = "churn-training"
 
 
+class BundleConfig(_Strict):
+    """What the model bundle carries besides the model."""
+
+    reference_rows: int = Field(1000, gt=0)  # drift reference sample of training rows
+
+
 class KFPConfig(_Strict):
     """Kubeflow Pipelines submission."""
 
@@ -145,6 +157,7 @@ class ChurnConfig(_Strict):
     selection: SelectionConfig = SelectionConfig()
     explainer: ExplainerConfig = ExplainerConfig()
     registry: RegistryConfig = RegistryConfig()
+    bundle: BundleConfig = BundleConfig()
     kfp: KFPConfig = KFPConfig()
 
 

@@ -1,0 +1,419 @@
+"""The training stages over files: what the KFP components (and tests) call.
+
+train (one per kind) -> evaluate -> select -> register. Each reads the data
+stages' outputs (Parquet splits, the pickled `ChurnFeatures`) and writes
+pickles or JSON; the KFP wrappers in `churn_components.kfp_training` only
+pass paths and log what these return.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from churn_components.evaluate import Evaluation, evaluate_candidate
+from churn_components.features import ChurnFeatures
+from churn_components.select import gate, rank_candidates
+from churn_components.train import Candidate, labels, train_candidate
+from churn_core.config import ChurnConfig
+from churn_core.errors import BundleIntegrityError, InvalidInput
+
+logger = logging.getLogger(__name__)
+
+PICKLE_PROTOCOL = 5
+
+
+def config_from_json(text: str) -> ChurnConfig:
+    """The configuration as passed between components (JSON of `ChurnConfig`)."""
+    from pydantic import ValidationError
+
+    from churn_core.errors import ConfigError
+
+    try:
+        return ChurnConfig.model_validate_json(text)
+    except ValidationError as err:
+        raise ConfigError(f"pipeline parameter config_json: {err}") from err
+
+
+def _read_frame(path: str | Path) -> Any:
+    from churn_components.stages import read_dataset
+
+    return read_dataset(path)
+
+
+def _read_features(path: str | Path) -> ChurnFeatures:
+    from churn_components.featurize import load_features
+
+    return load_features(Path(path).read_bytes())
+
+
+def _dump(obj: Any, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_bytes(pickle.dumps(obj, protocol=PICKLE_PROTOCOL))
+
+
+def _load(path: str | Path) -> Any:
+    # our own pipeline's artifacts, passed between our own components
+    return pickle.loads(Path(path).read_bytes())  # noqa: S301
+
+
+# -- train ------------------------------------------------------------------------
+def train_step(
+    train_path: str | Path,
+    transform_path: str | Path,
+    kind: str,
+    config: ChurnConfig,
+    candidate_path: str | Path,
+) -> dict[str, Any]:
+    """Cross-validate and fit one kind; pickle the `Candidate` (or a skip marker)."""
+    if kind not in config.models.enabled:
+        logger.info("%s: not in models.enabled, skipped", kind)
+        _dump({"kind": kind, "candidate": None}, candidate_path)
+        return {"kind": kind, "skipped": True}
+    start = time.perf_counter()
+    train = _read_frame(train_path)
+    features = _read_features(transform_path)
+    candidate = train_candidate(train, features, kind, config)
+    _dump({"kind": kind, "candidate": candidate}, candidate_path)
+    y = labels(train)
+    from sklearn.metrics import roc_auc_score
+
+    raw_auc = float(
+        np.mean(
+            [
+                roc_auc_score(
+                    y[candidate.cv.fold[r] == k], candidate.cv.oof[r][candidate.cv.fold[r] == k]
+                )
+                for r in range(candidate.cv.oof.shape[0])
+                for k in np.unique(candidate.cv.fold[r])
+            ]
+        )
+    )
+    return {
+        "kind": kind,
+        "skipped": False,
+        "cv_raw_roc_auc": raw_auc,
+        "cv_seconds": candidate.seconds["cv"],
+        "final_fit_seconds": candidate.seconds["final_fit"],
+        "seconds": time.perf_counter() - start,
+        "params": _jsonable(candidate.params),
+    }
+
+
+def load_candidates(paths: Mapping[str, str | Path]) -> dict[str, Candidate]:
+    """The trained candidates (skipped kinds left out)."""
+    out: dict[str, Candidate] = {}
+    for kind, path in paths.items():
+        record = _load(path)
+        if record.get("candidate") is not None:
+            out[kind] = record["candidate"]
+    if not out:
+        raise InvalidInput("no candidate was trained: models.enabled is empty")
+    return out
+
+
+# -- evaluate ---------------------------------------------------------------------
+def evaluate_step(
+    candidate_paths: Mapping[str, str | Path],
+    train_path: str | Path,
+    test_path: str | Path,
+    transform_path: str | Path,
+    config: ChurnConfig,
+    evaluation_path: str | Path,
+) -> dict[str, dict[str, Any]]:
+    """Evaluate every candidate (calibration, thresholds, CV, held-out, leakage guard)."""
+    candidates = load_candidates(candidate_paths)
+    train, test = _read_frame(train_path), _read_frame(test_path)
+    features = _read_features(transform_path)
+    y_train, y_test = labels(train), labels(test)
+    X_test = features.transform(test)  # noqa: N806
+    evaluations: dict[str, Evaluation] = {}
+    for kind, candidate in candidates.items():
+        evaluations[kind] = evaluate_candidate(candidate, y_train, X_test, y_test, config)
+    _dump({"evaluations": evaluations, "y_test": y_test}, evaluation_path)
+    return {kind: summary(ev, candidates[kind]) for kind, ev in evaluations.items()}
+
+
+def summary(ev: Evaluation, candidate: Candidate) -> dict[str, Any]:
+    """An evaluation's JSON-ready figures with the candidate's hyperparameters."""
+    return {**ev.summary(), "params": _jsonable(candidate.params)}
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
+
+
+# -- select -----------------------------------------------------------------------
+def select_step(
+    evaluation_path: str | Path, config: ChurnConfig, tracking_uri: str = ""
+) -> dict[str, Any]:
+    """Rank candidates by the selection rule, then gate the best against the champion."""
+    evaluations: dict[str, Evaluation] = _load(evaluation_path)["evaluations"]
+    ranking = rank_candidates({k: ev.cv for k, ev in evaluations.items()}, config.selection)
+    selected = ranking[0][0]
+    champion, champion_version = None, None
+    if tracking_uri:
+        from churn_components.register import champion_metrics, client_for
+
+        champion, champion_version = champion_metrics(
+            client_for(tracking_uri), config.registry.model_name
+        )
+    decision = gate(
+        selected, evaluations[selected].cv, champion, config.selection, champion_version
+    )
+    return {
+        "selected": selected,
+        "ranking": [{"kind": k, "score": s} for k, s in ranking],
+        "gate": decision.as_dict(),
+    }
+
+
+# -- register and bundle ------------------------------------------------------------
+def build_model(candidate: Candidate, evaluation: Evaluation, features: ChurnFeatures) -> Any:
+    """The served `ChurnModel`: the features stage's transform, estimator, calibrator, threshold."""
+    from churn_components.model import ChurnModel
+
+    return ChurnModel(
+        features=features,
+        estimator=candidate.estimator,
+        calibrator=evaluation.calibrator,
+        threshold=float(evaluation.thresholds["served"]),
+    )
+
+
+def register_step(
+    candidate_paths: Mapping[str, str | Path],
+    evaluation_path: str | Path,
+    decision: Mapping[str, Any],
+    train_path: str | Path,
+    test_path: str | Path,
+    transform_path: str | Path,
+    data_metadata: Mapping[str, Any],
+    config: ChurnConfig,
+    bundle_dir: str | Path,
+    *,
+    tracking_uri: str = "",
+    artifact_store: str = "",
+    connection_string: str | None = None,
+    run_name: str = "churn-training",
+) -> dict[str, Any]:
+    """Write the bundle of the selected candidate; log and register it in MLflow.
+
+    Without a tracking URI the bundle's version is a content hash and nothing
+    is registered. With an artifact store URI the bundle is also copied to
+    ``bundles/<name>/<version>/`` there.
+    """
+    from churn_components import plots
+    from churn_components.package import (
+        bundle_contents,
+        permutation_importance,
+        publish_bundle,
+        write_model_bundle,
+    )
+    from churn_components.report import model_report
+
+    candidates = load_candidates(candidate_paths)
+    evaluated = _load(evaluation_path)
+    evaluations: dict[str, Evaluation] = evaluated["evaluations"]
+    selected = str(decision["selected"])
+    gate_decision = dict(decision["gate"])
+    train, test = _read_frame(train_path), _read_frame(test_path)
+    features = _read_features(transform_path)
+    y_test = labels(test)
+    ev = evaluations[selected]
+    model = build_model(candidates[selected], ev, features)
+    # what is served is what was evaluated: the bundle's model reproduces the held-out scores
+    p_test = model.predict_proba(test)
+    if not np.allclose(p_test, ev.test_scores, rtol=0, atol=1e-12):
+        raise BundleIntegrityError(
+            f"{selected}: the assembled model does not reproduce the evaluated held-out scores"
+        )
+    synthetic = bool(data_metadata.get("synthetic", False))
+    training_data = {
+        k: data_metadata.get(k)
+        for k in ("sha256", "source_uri", "rows", "bytes")
+        if k in data_metadata
+    }
+    training_data["train_rows"] = len(train)
+    training_data["test_rows"] = len(test)
+    summaries = {k: summary(e, candidates[k]) for k, e in evaluations.items()}
+    report = model_report(
+        summaries,
+        selected,
+        gate_decision,
+        synthetic=synthetic,
+        data=training_data,
+        cv_shape=(config.evaluation.cv_repeats, config.evaluation.cv_folds),
+    )
+    importance = permutation_importance(model, test, y_test, config.split.seed)
+    cm = plots.confusion(y_test, p_test, model.threshold)
+    curves = {k: (y_test, e.test_scores) for k, e in evaluations.items()}
+    figures = {
+        "roc.png": plots.roc_png(curves),
+        "pr.png": plots.pr_png(curves),
+        "calibration.png": plots.calibration_png(
+            y_test, p_test, config.evaluation.ece_bins, f"Calibration of {selected} (held-out)"
+        ),
+        "confusion_matrix.png": plots.confusion_png(cm, model.threshold),
+        "feature_importance.png": plots.importance_png(
+            importance, f"Permutation importance of {selected} (held-out)"
+        ),
+    }
+    extra = {
+        "selection": {
+            "selected": selected,
+            "ranking": decision.get("ranking"),
+            "gate": gate_decision,
+        },
+        "feature_importance": importance,
+    }
+    sel = summaries[selected]
+    out: dict[str, Any] = {
+        "selected": selected,
+        "promote": bool(gate_decision.get("promote")),
+        "reason": gate_decision.get("reason", ""),
+        "summaries": summaries,
+        "confusion_matrix": cm,
+        "report": report,
+        "threshold": model.threshold,
+        "synthetic": synthetic,
+    }
+    if not tracking_uri:
+        files, meta = bundle_contents(
+            model,
+            train,
+            config,
+            summary=sel,
+            training_data=training_data,
+            synthetic=synthetic,
+            report=report,
+            extra=extra,
+        )
+        write_model_bundle(bundle_dir, files, meta)
+        out.update(version=meta["version"], bundle=str(bundle_dir))
+    else:
+        import mlflow
+
+        from churn_components.register import (
+            client_for,
+            log_run,
+            next_version,
+            register_bundle,
+            start_run,
+        )
+
+        client = client_for(tracking_uri)
+        name = config.registry.model_name
+        with start_run(client, config.registry.experiment, artifact_store or None, run_name) as run:
+            version = next_version(client, name)
+            extra["mlflow"] = {"run_id": run.info.run_id, "experiment": config.registry.experiment}
+            files, meta = bundle_contents(
+                model,
+                train,
+                config,
+                summary=sel,
+                training_data=training_data,
+                synthetic=synthetic,
+                version=str(version),
+                report=report,
+                extra=extra,
+            )
+            write_model_bundle(bundle_dir, files, meta)
+            metrics: dict[str, float] = {}
+            for kind, s in summaries.items():
+                for part in ("cv", "test"):
+                    metrics.update(_prefixed(f"{kind}_{part}_", s[part]))
+            metrics.update(_prefixed("cv_", sel["cv"]))
+            metrics.update(_prefixed("test_", sel["test"]))
+            metrics["threshold_f1"] = float(sel["thresholds"]["f1"])
+            metrics["threshold_profit"] = float(sel["thresholds"]["profit"])
+            metrics["threshold_served"] = float(model.threshold)
+            params = {
+                "selected": selected,
+                "calibration": sel["calibration"],
+                "threshold_rule": config.selection.threshold,
+                "cv": f"{config.evaluation.cv_repeats}x{config.evaluation.cv_folds}",
+                "seed": config.split.seed,
+                **{
+                    f"{k}.{p}": v
+                    for k, s in summaries.items()
+                    for p, v in _flat(s["params"]).items()
+                },
+            }
+            tags = {
+                "selected_kind": selected,
+                "gate_decision": "promote" if out["promote"] else "keep_champion",
+                "gate_reason": out["reason"][:4000],
+                "synthetic": str(synthetic).lower(),
+                "data_sha256": str(training_data.get("sha256", "")),
+                "bundle_version": str(version),
+                "code_version": str(meta["code_version"]),
+            }
+            log_run(
+                params=params,
+                metrics=metrics,
+                tags=tags,
+                plots=figures,
+                documents={
+                    "decision.json": extra["selection"],
+                    "evaluation.json": summaries,
+                    "bundle_metadata.json": meta,
+                },
+            )
+            mlflow.log_text(report, "report.md")
+            registration = register_bundle(
+                client,
+                bundle_dir,
+                name,
+                version,
+                out["promote"],
+                {"kind": selected, "gate": tags["gate_decision"], "synthetic": tags["synthetic"]},
+            )
+        out.update(
+            version=registration.version,
+            run_id=registration.run_id,
+            model_uri=registration.model_uri,
+            aliases=list(registration.aliases),
+            bundle=str(bundle_dir),
+        )
+    if artifact_store:
+        out["bundle_uri"] = publish_bundle(
+            bundle_dir,
+            artifact_store,
+            config.registry.model_name,
+            str(out["version"]),
+            connection_string,
+        )
+    out["figures"] = figures
+    return out
+
+
+def _prefixed(prefix: str, metrics: Mapping[str, Any]) -> dict[str, float]:
+    return {
+        f"{prefix}{k}": float(v)
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and np.isfinite(v)
+    }
+
+
+def _flat(params: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        if isinstance(v, Mapping):
+            out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+        else:
+            out[k] = v
+    return out
+
+
+def temp_dir(prefix: str) -> Path:
+    """A fresh temporary folder (the caller owns it)."""
+    return Path(tempfile.mkdtemp(prefix=prefix))
