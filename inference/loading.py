@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+import numpy as np
+
 from churn_core.bundle import MODEL, load_model
 from churn_core.config import ExplainerConfig
 from churn_core.errors import InvalidInput, NotFound
 from churn_inference.explainer import Explainer, load_background
 from churn_inference.schema import InputSpec, input_specs
+from churn_inference.trees import accelerate
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +62,32 @@ def fetch_bundle(uri: str, dst: Path, connection_string: str | None = None) -> P
     return path
 
 
+def _probe() -> dict[str, np.ndarray]:
+    """One valid customer from the contract (first category, smallest value)."""
+    from churn_components.contract import FEATURE_COLUMNS, Categorical
+
+    cols: dict[str, np.ndarray] = {}
+    for col in FEATURE_COLUMNS:
+        if isinstance(col, Categorical):
+            cols[col.name] = np.asarray([col.categories[0]], dtype=object)
+        else:
+            cols[col.name] = np.asarray([max(col.minimum, 1.0)], dtype=np.float64)
+    return cols
+
+
+def _self_test(model: Any, uri: str) -> None:
+    """Predict one customer at load time: a bundle this code cannot run is refused now."""
+    try:
+        proba = np.asarray(model.predict_proba_columns(_probe()), dtype=np.float64)
+    except Exception as err:  # noqa: BLE001 - any failure means the bundle cannot be served
+        raise InvalidInput(
+            f"{uri}: the bundle does not run with this code version "
+            f"({type(err).__name__}: {err}); re-train or serve it with the code that wrote it"
+        ) from err
+    if proba.shape != (1,) or not (0.0 <= float(proba[0]) <= 1.0):
+        raise InvalidInput(f"{uri}: self-test prediction {proba!r} is not one probability")
+
+
 def open_bundle(
     uri: str,
     explainer_config: ExplainerConfig | None = None,
@@ -82,7 +111,12 @@ def open_bundle(
             if not hasattr(model, attr):
                 kind = type(model).__name__
                 raise InvalidInput(f"{uri}: {MODEL} holds a {kind}, not a ChurnModel")
+        _self_test(model, uri)
         background = load_background(local, meta)
+    check = model.features.transform_columns(_probe())
+    if background is not None and background.shape[1] == check.shape[1]:
+        check = np.vstack([check, background])
+    accelerate(model, check)
     threshold = float(meta.get("threshold", getattr(model, "threshold", 0.5)))
     if abs(threshold - float(getattr(model, "threshold", threshold))) > 1e-12:
         logger.warning(

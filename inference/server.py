@@ -139,7 +139,8 @@ def _binary_culprit(parsed: dict[str, Any], body: bytes, offset: int) -> str:
 
 
 def _register_fast_infer(app: FastAPI, dataplane: DataPlane) -> None:
-    async def infer(model_name: str, request: Request) -> Response:
+    async def infer(request: Request) -> Response:
+        model_name = request.path_params["model_name"]
         if not await dataplane.model_ready(model_name, True):
             raise ModelNotReady(model_name)
         body = await request.body()
@@ -175,16 +176,10 @@ def _register_fast_infer(app: FastAPI, dataplane: DataPlane) -> None:
             return Response(encoded, media_type=_BINARY, headers=response_headers)
         return Response(orjson.dumps(encoded), media_type=media, headers=response_headers)
 
-    async def infer_version(model_name: str, model_version: str, request: Request) -> Response:
-        return await infer(model_name, request)
-
-    app.add_api_route("/v2/models/{model_name}/infer", infer, methods=["POST"])
-    app.add_api_route(
-        "/v2/models/{model_name}/versions/{model_version}/infer",
-        infer_version,
-        methods=["POST"],
-        include_in_schema=False,
-    )
+    # plain Starlette routes: no FastAPI dependency solving per request; they come
+    # before KServe's routes for the same paths, so they answer
+    app.add_route("/v2/models/{model_name}/infer", infer, methods=["POST"])
+    app.add_route("/v2/models/{model_name}/versions/{model_version}/infer", infer, methods=["POST"])
 
 
 class ChurnRESTServer(RESTServer):
@@ -201,6 +196,11 @@ class ChurnRESTServer(RESTServer):
         super().__init__(*args, **kwargs)
         self.config.host = host
         self.config.access_log = access_log
+        if not access_log:
+            # uvicorn logs access whenever the logger has handlers (ours, via the root)
+            access = logging.getLogger("uvicorn.access")
+            access.handlers = []
+            access.propagate = False
         self.fast_rest = fast_rest
         self.access_log = access_log
 
