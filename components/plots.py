@@ -26,7 +26,7 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def roc_points(y: np.ndarray, p: np.ndarray, max_points: int = 200) -> dict[str, list[float]]:
+def roc_points(y: np.ndarray, p: np.ndarray, max_points: int = 100) -> dict[str, list[float]]:
     """ROC curve (fpr, tpr, thresholds), thinned to at most `max_points` for the KFP UI."""
     from sklearn.metrics import roc_curve
 

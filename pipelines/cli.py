@@ -1,0 +1,241 @@
+"""`churn pipeline ...`: run the training pipeline locally, compile it, submit it.
+
+    churn pipeline run --local [--source URI] [--no-register]
+    churn pipeline compile [--output pipelines/churn_training.yaml]
+    churn pipeline submit [--endpoint URL] [--source URI] [--tracking-uri URI]
+                          [--artifact-store URI] [--package FILE]
+
+`run --local` executes `churn-training` with `kfp.local.SubprocessRunner` in
+this environment, on the embedded defaults: data from `CHURN_DATA_URI`,
+artifacts (KFP outputs and bundles) under `CHURN_ARTIFACT_ROOT`, MLflow at
+`CHURN_MLFLOW_TRACKING_URI` (SQLite file by default). When the data source is
+a local path that does not exist, it generates the SYNTHETIC stand-in data
+set, says so loudly, and every artifact is marked synthetic. It prints the
+wall time of each stage and the total.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from churn_core.settings import Settings
+
+HELP = "training pipeline: run --local, compile, submit"
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `run`, `compile` and `submit`."""
+    sub = parser.add_subparsers(dest="pipeline_command", required=True, metavar="ACTION")
+    run = sub.add_parser("run", help="run churn-training (locally with --local)")
+    run.add_argument(
+        "--local", action="store_true", help="run with kfp.local.SubprocessRunner (required)"
+    )
+    run.add_argument("--source", default=None, help="data URI (default CHURN_DATA_URI)")
+    run.add_argument("--config", default=None, help="model_config.yaml (CHURN_CONFIG_PATH)")
+    run.add_argument(
+        "--no-register", action="store_true", help="skip MLflow (bundle version = content hash)"
+    )
+    comp = sub.add_parser("compile", help="compile churn-training to IR YAML")
+    comp.add_argument("--config", default=None, help="model_config.yaml (CHURN_CONFIG_PATH)")
+    comp.add_argument(
+        "--output", default=None, help="IR file (default pipelines/churn_training.yaml)"
+    )
+    submit = sub.add_parser("submit", help="submit churn-training to a KFP endpoint")
+    submit.add_argument("--config", default=None, help="model_config.yaml (CHURN_CONFIG_PATH)")
+    submit.add_argument("--endpoint", default=None, help="KFP API endpoint (default kfp.endpoint)")
+    submit.add_argument("--package", default=None, help="IR file (default: compile now)")
+    submit.add_argument("--source", default=None, help="data URI (default CHURN_DATA_URI)")
+    submit.add_argument(
+        "--tracking-uri", default=None, help="MLflow URI reachable from the cluster"
+    )
+    submit.add_argument(
+        "--artifact-store", default=None, help="artifact store URI (default CHURN_ARTIFACT_ROOT)"
+    )
+    submit.add_argument("--run-name", default=None, help="run name (default churn-training-<time>)")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Dispatch to the action."""
+    from churn_core.config import load_config
+
+    config = load_config(args.config or settings.config_path)
+    if args.pipeline_command == "compile":
+        return _compile(args, config)
+    if args.pipeline_command == "submit":
+        return _submit(args, settings, config)
+    if not args.local:
+        print("churn pipeline run: only --local is supported here; use `submit` for a cluster")
+        return 2
+    return run_local(settings, config, source=args.source, register=not args.no_register)
+
+
+def _compile(args: argparse.Namespace, config: Any) -> int:
+    from churn_pipelines.training import IR_FILE, compile_pipeline
+
+    path = compile_pipeline(config, args.output or IR_FILE)
+    print(f"compiled churn-training to {path}")
+    return 0
+
+
+def _submit(args: argparse.Namespace, settings: Settings, config: Any) -> int:
+    import tempfile
+
+    import kfp
+
+    from churn_core.errors import ConfigError
+    from churn_pipelines.training import compile_pipeline
+
+    endpoint = args.endpoint or config.kfp.endpoint
+    if not endpoint:
+        raise ConfigError("no KFP endpoint: set kfp.endpoint (KFP_ENDPOINT) or pass --endpoint")
+    package = args.package
+    if package is None:
+        package = str(compile_pipeline(config, Path(tempfile.mkdtemp()) / "churn_training.yaml"))
+    client = kfp.Client(host=endpoint, namespace=config.kfp.namespace)
+    arguments = {
+        "source_uri": args.source or settings.data_uri,
+        "artifact_store": args.artifact_store or settings.artifact_root,
+        "tracking_uri": args.tracking_uri or settings.mlflow_tracking_uri,
+    }
+    result = client.create_run_from_pipeline_package(
+        package,
+        arguments=arguments,
+        run_name=args.run_name or f"churn-training-{time.strftime('%Y%m%d-%H%M%S')}",
+        experiment_name=config.kfp.experiment,
+        namespace=config.kfp.namespace,
+    )
+    print(f"submitted run {result.run_id} to {endpoint} (experiment {config.kfp.experiment})")
+    return 0
+
+
+def _is_local_path(uri: str) -> bool:
+    parsed = urlparse(uri)
+    return parsed.scheme in ("", "file") or len(parsed.scheme) == 1  # 1 letter: a drive
+
+
+def _local_path(uri: str) -> Path:
+    parsed = urlparse(uri)
+    return Path(parsed.path) if parsed.scheme == "file" else Path(uri)
+
+
+def resolve_source(source: str, artifact_root: Path, rows: int) -> tuple[str, bool]:
+    """The data URI to ingest; a generated SYNTHETIC CSV when a local source is missing."""
+    if not _is_local_path(source) or _local_path(source).is_file():
+        return source, False
+    from churn_components.synthetic import BANNER, write_synthetic_csv
+
+    target = artifact_root / "synthetic" / "telco-synthetic.csv"
+    write_synthetic_csv(target, rows=rows, seed=0)
+    banner = "=" * 78
+    message = (
+        f"{banner}\n{BANNER}\n"
+        f"The data file {source} does not exist, so this run uses a GENERATED data set\n"
+        f"({rows} rows, written to {target}). Every artifact, the bundle and the MLflow run\n"
+        "are marked synthetic. Point CHURN_DATA_URI at the real Telco CSV for a real model.\n"
+        f"{banner}"
+    )
+    print(message, file=sys.stderr, flush=True)
+    logger.warning("using SYNTHETIC data from %s (source %s is missing)", target, source)
+    return str(target), True
+
+
+class _StageClock(logging.Filter):
+    """Times each kfp.local task from its 'Executing task' to its 'finished' log line.
+
+    A filter on the root logger, not a handler: kfp.local swaps the root
+    handlers for every task, but leaves the logger's filters alone.
+    """
+
+    _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+    _START = re.compile(r"Executing task '?([\w\-]+)'?")
+    _END = re.compile(r"Task '?([\w\-]+)'? finished with status")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:  # noqa: D102
+        text = self._ANSI.sub("", str(record.msg))
+        now = time.perf_counter()
+        if m := self._START.search(text):
+            self.started[m.group(1)] = now
+        elif (m := self._END.search(text)) and m.group(1) in self.started:
+            self.seconds[m.group(1)] = now - self.started[m.group(1)]
+        return True
+
+
+def run_local(
+    settings: Settings, config: Any, *, source: str | None = None, register: bool = True
+) -> int:
+    """Run churn-training through kfp.local; print the time per stage and the total."""
+    from kfp import local
+
+    from churn_components.register import absolute_tracking_uri
+    from churn_pipelines.training import build_pipeline
+
+    started = time.perf_counter()
+    root = Path(settings.artifact_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    source_uri, synthetic = resolve_source(
+        source or settings.data_uri, root, config.data.synthetic_rows
+    )
+    tracking_uri = absolute_tracking_uri(settings.mlflow_tracking_uri) if register else ""
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(root / "kfp"),
+        raise_on_error=True,
+    )
+    clock = _StageClock()
+    logging.getLogger().addFilter(clock)
+    try:
+        pipeline = build_pipeline(config)
+        task = pipeline(
+            source_uri=source_uri,
+            artifact_store=str(root),
+            tracking_uri=tracking_uri,
+        )
+    finally:
+        logging.getLogger().removeFilter(clock)
+    total = time.perf_counter() - started
+    version = str(task.output)
+    print(_summary(clock.seconds, total, root, config, version, synthetic))
+    return 0
+
+
+def _summary(
+    seconds: dict[str, float], total: float, root: Path, config: Any, version: str, synthetic: bool
+) -> str:
+    import json
+
+    lines = ["", "churn-training (kfp.local) stage times:"]
+    for name, sec in seconds.items():
+        lines.append(f"  {name:<22} {sec:7.1f} s")
+    lines.append(f"  {'total (wall)':<22} {total:7.1f} s")
+    meta_path = root / "bundles" / config.registry.model_name / version / "metadata.json"
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        cv, test = meta["metrics"]["cv"], meta["metrics"]["test"]
+        gate = meta.get("selection", {}).get("gate", {})
+        lines += [
+            "",
+            f"model {meta['name']} v{meta['version']} ({meta['kind']}), "
+            f"threshold {meta['threshold']:.3f} ({meta['thresholds']['served_rule']})"
+            + ("  [SYNTHETIC DATA]" if synthetic or meta.get("synthetic") else ""),
+            f"  CV   ROC-AUC {cv['roc_auc']:.4f}  PR-AUC {cv['pr_auc']:.4f}  F1 {cv['f1']:.4f}  "
+            f"ECE {cv['ece']:.4f}",
+            f"  test ROC-AUC {test['roc_auc']:.4f}  PR-AUC {test['pr_auc']:.4f}  "
+            f"F1 {test['f1']:.4f}  ECE {test['ece']:.4f}",
+            f"  gate: {gate.get('reason', '-')}",
+            f"  bundle: {meta_path.parent}",
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,135 @@
+"""The KFP pipeline `churn-training`, from the data to the registered model bundle.
+
+Data stages, three trainings in parallel, evaluation, selection against the
+champion, registration and the bundle.
+
+::
+
+    ingest -> validate -> preprocess -> features -+-> train_logistic -+
+                                                  +-> train_xgboost  -+-> evaluate -> select
+                                                  +-> train_mlp      -+                 |
+                                                                           register <---+
+
+`build_pipeline(config)` returns the pipeline function with the configuration
+compiled in: the data-stage parameters as constants and the whole config as
+the default of the ``config_json`` parameter (the ``kfp`` section, which only
+the submitting client reads, is left out so the IR does not depend on the
+environment). `compile_pipeline` writes the IR YAML committed as
+``pipelines/churn_training.yaml``.
+"""
+
+# No `from __future__ import annotations` here: KFP reads the pipeline's annotations.
+import json
+from pathlib import Path
+from typing import Any
+
+from churn_core.config import ChurnConfig
+
+PIPELINE_NAME = "churn-training"
+IR_FILE = Path(__file__).resolve().with_name("churn_training.yaml")  # the source tree
+# Modest requests so the three trainings fit side by side on a small node.
+TRAIN_CPU = "1"
+TRAIN_MEMORY = "2G"
+
+
+def config_json(config: ChurnConfig) -> str:
+    """The configuration as the components receive it (JSON, without the `kfp` section)."""
+    return json.dumps(config.model_dump(mode="json", exclude={"kfp"}), sort_keys=True)
+
+
+def default_source_uri() -> str:
+    """`Settings.data_uri`'s default (not the environment's value: the IR must not vary)."""
+    from churn_core.settings import Settings
+
+    return str(Settings.model_fields["data_uri"].default)
+
+
+def build_pipeline(config: ChurnConfig) -> Any:
+    """The `churn-training` pipeline function for this configuration."""
+    from kfp import dsl
+
+    from churn_components import kfp_training as kt
+    from churn_components.kfp_data import add_data_stages
+
+    compiled_config = config_json(config)
+    source_default = default_source_uri()
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description=(
+            "Churn training: ingest, validate, preprocess, features; logistic regression, "
+            "XGBoost and a torch MLP with 5x5 repeated stratified CV; calibration and "
+            "thresholds on training folds; selection gated against the MLflow champion; "
+            "the model bundle to the artifact store and the registry."
+        ),
+    )
+    def churn_training(
+        source_uri: str = source_default,
+        artifact_store: str = "",
+        tracking_uri: str = "",
+        config_json: str = compiled_config,
+    ) -> str:
+        data = add_data_stages(
+            source_uri=source_uri,
+            artifact_store=artifact_store,
+            max_rejected_share=config.data.max_rejected_share,
+            test_size=config.split.test_size,
+            seed=config.split.seed,
+            tenure_bands=list(config.features.tenure_bands),
+        )
+        train = data.preprocess.outputs["train"]
+        test = data.preprocess.outputs["test"]
+        transform = data.features.outputs["transform"]
+        trained = {}
+        for kind, component in (
+            ("logistic", kt.train_logistic),
+            ("xgboost", kt.train_xgboost),
+            ("mlp", kt.train_mlp),
+        ):
+            task = component(train=train, transform=transform, config_json=config_json)
+            task.set_display_name(f"train-{kind}")
+            task.set_cpu_request(TRAIN_CPU).set_memory_request(TRAIN_MEMORY)
+            trained[kind] = task.outputs["candidate"]
+        evaluation = kt.evaluate(
+            logistic=trained["logistic"],
+            xgboost=trained["xgboost"],
+            mlp=trained["mlp"],
+            train=train,
+            test=test,
+            transform=transform,
+            config_json=config_json,
+        )
+        selection = kt.select(
+            evaluation=evaluation.outputs["evaluation"],
+            config_json=config_json,
+            tracking_uri=tracking_uri,
+        )
+        selection.set_caching_options(False)  # depends on the registry's champion
+        registration = kt.register(
+            logistic=trained["logistic"],
+            xgboost=trained["xgboost"],
+            mlp=trained["mlp"],
+            evaluation=evaluation.outputs["evaluation"],
+            decision=selection.outputs["decision"],
+            raw=data.ingest.outputs["raw"],
+            train=train,
+            test=test,
+            transform=transform,
+            config_json=config_json,
+            tracking_uri=tracking_uri,
+            artifact_store=artifact_store,
+        )
+        registration.set_caching_options(False)  # writes to the registry
+        return registration.outputs["Output"]
+
+    return churn_training
+
+
+def compile_pipeline(config: ChurnConfig, path: str | Path = IR_FILE) -> Path:
+    """Compile the pipeline to IR YAML at `path`."""
+    from kfp import compiler
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_pipeline(config), package_path=str(target))
+    return target
