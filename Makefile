@@ -58,10 +58,13 @@ format: install ## Apply ruff's formatter and fixes
 demo: install ## The whole loop on the embedded default (kfp.local, local store, SQLite MLflow)
 	.venv/bin/churn pipeline run --local
 
+bench: install ## Serving benchmark: churn serve (KServe) beside MLServer 1.7.1 -> bench/results/
+	.venv/bin/python bench/run.py $(BENCH_ARGS)
+
 compile: install ## Compile the KFP pipeline to IR YAML under pipelines/
 	.venv/bin/churn pipeline compile
 
 clean: ## Remove local artifacts, runs and caches (not .venv)
 	rm -rf artifacts mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install test test-unit lint lint-workflows format demo compile clean
+.PHONY: help install test test-unit lint lint-workflows format demo bench compile clean

@@ -162,6 +162,28 @@ def _strings(name: str, arr: np.ndarray) -> np.ndarray:
     return out
 
 
+_NUMBER_TYPES = frozenset({int, float})
+
+
+def _plain(values: Any, spec: InputSpec, datatype: str) -> np.ndarray | None:
+    """The common case without per-value work, or None to take the general path."""
+    if type(values) is not list or not values:
+        return None
+    if spec.is_categorical:
+        if all(type(v) is str for v in values):
+            return np.array(values, dtype=object)
+        return None
+    types = {type(v) for v in values}
+    try:
+        if types == {int}:  # kept integral, so errors show the value as sent
+            return np.array(values, dtype=np.int64)
+        if types <= _NUMBER_TYPES and datatype in FLOAT_TYPES:
+            return np.array(values, dtype=np.float64)
+    except OverflowError:
+        return None
+    return None
+
+
 def _numbers(spec: InputSpec, datatype: str, arr: np.ndarray) -> np.ndarray:
     kind = arr.dtype.kind
     if datatype in INT_TYPES and kind == "f":
@@ -210,7 +232,13 @@ def decode_columns(
         if not spec.accepts(datatype):
             expected = "BYTES" if spec.is_categorical else f"{spec.datatype} (or another number)"
             raise InvalidInput(f"input {name!r} has datatype {datatype}, expected {expected}")
-        arr = _flat(name, _values(infer_input), not spec.is_categorical)
+        values = _values(infer_input)
+        fast = _plain(values, spec, datatype)
+        if fast is not None:  # a flat JSON list of str / of numbers: one conversion
+            _shape_rows(name, infer_input.shape, len(fast))
+            cols[name] = fast
+            continue
+        arr = _flat(name, values, not spec.is_categorical)
         _shape_rows(name, infer_input.shape, arr.shape[0])
         if spec.is_categorical:
             cols[name] = _strings(name, arr)
