@@ -25,8 +25,9 @@ class ChurnBundleModel(PythonModel):
 
         self.model, self.metadata = load_model(context.artifacts[BUNDLE_ARTIFACT])
 
-    # model_input has no type hint on purpose: the signature is given explicitly when logging
-    def predict(self, context: Any, model_input, params: Any = None) -> pd.DataFrame:
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         """Columns `churn_probability` and `churn` (at the bundle's threshold)."""
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         p = self.model.predict_proba(frame)
