@@ -21,6 +21,7 @@ import logging
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -198,12 +199,14 @@ def run_local(
     clock = _StageClock()
     logging.getLogger().addFilter(clock)
     try:
-        pipeline = build_pipeline(config)
-        task = pipeline(
-            source_uri=source_uri,
-            artifact_store=str(root),
-            tracking_uri=tracking_uri,
-        )
+        with warnings.catch_warnings():
+            # resource requests are for the cluster; kfp.local warns that it ignores them
+            warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
+            task = build_pipeline(config)(
+                source_uri=source_uri,
+                artifact_store=str(root),
+                tracking_uri=tracking_uri,
+            )
     finally:
         logging.getLogger().removeFilter(clock)
     total = time.perf_counter() - started
