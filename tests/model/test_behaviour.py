@@ -1,0 +1,72 @@
+"""Behaviour of the selected model over every real customer (the served ChurnModel).
+
+A retention team relies on these: a longer commitment, an added protective
+service, or a longer tenure at the same monthly price must not raise the
+churn risk. Tolerance: no customer's probability may rise by more than
+TOLERANCE (one percentage point), and the average must fall.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.fixtures.training import RealTraining
+
+pytestmark = [pytest.mark.model, pytest.mark.realdata]
+
+TOLERANCE = 0.01
+
+
+def _change(
+    real_training: RealTraining, mask: pd.Series, edit: Callable[[pd.DataFrame], None]
+) -> np.ndarray:
+    customers = real_training.customers[mask].reset_index(drop=True)
+    assert len(customers) > 500, "too few customers to say anything"
+    before = real_training.model.predict_proba(customers)
+    edited = customers.copy()
+    edit(edited)
+    return real_training.model.predict_proba(edited) - before
+
+
+def _check(diff: np.ndarray, what: str) -> None:
+    worst = float(diff.max())
+    assert worst <= TOLERANCE, f"{what}: risk rose by {worst:.4f} for some customer"
+    assert float(diff.mean()) < 0, f"{what}: average change {diff.mean():+.4f} is not a fall"
+
+
+def test_two_year_contract_does_not_raise_risk(real_training: RealTraining) -> None:
+    c = real_training.customers
+    diff = _change(
+        real_training,
+        c["Contract"] == "Month-to-month",
+        lambda d: d.__setitem__("Contract", "Two year"),
+    )
+    _check(diff, "month-to-month -> two year")
+
+
+@pytest.mark.parametrize("service", ["TechSupport", "OnlineSecurity"])
+def test_adding_a_protective_service_does_not_raise_risk(
+    real_training: RealTraining, service: str
+) -> None:
+    c = real_training.customers
+    diff = _change(real_training, c[service] == "No", lambda d: d.__setitem__(service, "Yes"))
+    _check(diff, f"{service} No -> Yes")
+
+
+def test_longer_tenure_at_the_same_monthly_charge_does_not_raise_risk(
+    real_training: RealTraining,
+) -> None:
+    c = real_training.customers
+
+    def longer(d: pd.DataFrame) -> None:
+        tenure = d["tenure"].astype(float)
+        new = np.minimum(tenure + 12, 72)
+        d["TotalCharges"] = d["TotalCharges"].astype(float) * new / tenure
+        d["tenure"] = new.astype(np.int64)
+
+    diff = _change(real_training, (c["tenure"] > 0) & (c["tenure"] <= 60), longer)
+    _check(diff, "tenure + 12 months, TotalCharges scaled")
