@@ -91,29 +91,43 @@ def _submit(args: argparse.Namespace, settings: Settings, config: Any) -> int:
     import tempfile
 
     import kfp
+    import urllib3
+    from kfp_server_api.exceptions import ApiException
 
-    from churn_core.errors import ConfigError
+    from churn_core.errors import ConfigError, NotReady
     from churn_pipelines.training import compile_pipeline
 
     endpoint = args.endpoint or config.kfp.endpoint
     if not endpoint:
         raise ConfigError("no KFP endpoint: set kfp.endpoint (KFP_ENDPOINT) or pass --endpoint")
-    package = args.package
-    if package is None:
-        package = str(compile_pipeline(config, Path(tempfile.mkdtemp()) / "churn_training.yaml"))
-    client = kfp.Client(host=endpoint, namespace=config.kfp.namespace)
+    tracking_uri = (
+        args.tracking_uri if args.tracking_uri is not None else settings.mlflow_tracking_uri
+    )
+    if tracking_uri.startswith(("sqlite:", "file:")):
+        raise ConfigError(
+            f"tracking URI {tracking_uri} is a local file the cluster cannot reach: pass "
+            "--tracking-uri http(s)://<mlflow server> (or --tracking-uri '' for no registry)"
+        )
     arguments = {
         "source_uri": args.source or settings.data_uri,
         "artifact_store": args.artifact_store or settings.artifact_root,
-        "tracking_uri": args.tracking_uri or settings.mlflow_tracking_uri,
+        "tracking_uri": tracking_uri,
     }
-    result = client.create_run_from_pipeline_package(
-        package,
-        arguments=arguments,
-        run_name=args.run_name or f"churn-training-{time.strftime('%Y%m%d-%H%M%S')}",
-        experiment_name=config.kfp.experiment,
-        namespace=config.kfp.namespace,
-    )
+    with tempfile.TemporaryDirectory(prefix="churn-ir-") as tmp:
+        package = args.package or str(compile_pipeline(config, Path(tmp) / "churn_training.yaml"))
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=FutureWarning, module="kfp")
+                client = kfp.Client(host=endpoint, namespace=config.kfp.namespace)
+            result = client.create_run_from_pipeline_package(
+                package,
+                arguments=arguments,
+                run_name=args.run_name or f"churn-training-{time.strftime('%Y%m%d-%H%M%S')}",
+                experiment_name=config.kfp.experiment,
+                namespace=config.kfp.namespace,
+            )
+        except (urllib3.exceptions.HTTPError, ApiException) as err:
+            raise NotReady(f"KFP endpoint {endpoint} did not accept the run: {err}") from err
     print(f"submitted run {result.run_id} to {endpoint} (experiment {config.kfp.experiment})")
     return 0
 
