@@ -41,9 +41,12 @@ def model_report(
             "",
         ]
     if data:
+        rows = data.get("rows", "?")
+        if isinstance(rows, float) and rows.is_integer():
+            rows = int(rows)  # KFP metadata carries numbers as floats
         lines += [
             f"Training data: `{data.get('source_uri', '?')}`, sha256 "
-            f"`{str(data.get('sha256', '?'))[:16]}...`, {data.get('rows', '?')} rows.",
+            f"`{str(data.get('sha256', '?'))[:16]}...`, {rows} rows.",
             "",
         ]
     lines += [f"Selected candidate: **{selected}**.", ""]
