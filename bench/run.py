@@ -175,6 +175,100 @@ def loadgen(mode: str, target: str, payload: str, **kw: Any) -> dict[str, Any]:
     return dict(json.loads(out.stdout))
 
 
+def trained_xgboost_bundle(directory: Path, train: Any) -> Path:
+    """An XGBoost bundle fitted by the training code with model_config.yaml (early stopping,
+    monotone constraints), the transform as the features stage fits it."""
+    import io
+    import pickle
+
+    from churn_components.features import ChurnFeatures
+    from churn_components.model import ChurnModel
+    from churn_components.train import fitter, labels
+    from churn_core.bundle import write_bundle
+    from churn_core.config import load_config
+    from tests.fixtures.bundles import BACKGROUND_FILE, input_schema
+
+    config = load_config(REPO / "model_config.yaml")
+    features = ChurnFeatures(tuple(config.features.tenure_bands)).fit(train)
+    X = features.transform(train)  # noqa: N806
+    names = [str(n) for n in features.get_feature_names_out()]
+    scorer = fitter("xgboost", config)(X, labels(train), config.split.seed, names)
+    model = ChurnModel(features=features, estimator=scorer, threshold=0.4)
+    rows = np.random.default_rng(0).choice(len(X), size=config.explainer.background_rows)
+    buf = io.BytesIO()
+    np.save(buf, X[rows])
+    meta = {
+        "name": "churn",
+        "version": "bench",
+        "kind": "xgboost",
+        "threshold": 0.4,
+        "input_schema": input_schema(),
+        "explainer": {"background": BACKGROUND_FILE},
+        "trees": int(scorer.booster.num_boosted_rounds()),
+    }
+    files = {"model.pkl": pickle.dumps(model), BACKGROUND_FILE: buf.getvalue()}
+    return write_bundle(directory, files, meta)
+
+
+WRK_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open(os.getenv("CHURN_BENCH_BODY"), "rb")
+wrk.body = f:read("*a")
+f:close()
+"""
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    for unit in ("us", "ms", "s"):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * _UNITS[unit]
+    raise ValueError(text)
+
+
+def wrk(url: str, body: str, concurrency: int, seconds: float) -> dict[str, Any]:
+    """REST load with wrk (C, one thread): percentiles from its --latency distribution."""
+    script = Path(body).with_suffix(".lua")
+    script.write_text(WRK_LUA)
+    subprocess.run(  # warm-up
+        ["wrk", "-t1", f"-c{concurrency}", "-d1s", "-s", str(script), url],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "CHURN_BENCH_BODY": body},
+    )
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CHURN_BENCH_BODY": body},
+    ).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    result: dict[str, Any] = {"client": "wrk"}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] in ("50%", "90%", "99%"):
+            result[f"p{parts[0][:-1]}_ms"] = _ms(parts[1])
+        elif line.startswith("Requests/sec:"):
+            result["throughput_rps"] = float(parts[1])
+        elif "requests in" in line:
+            result["requests"] = int(parts[0])
+    return result
+
+
+def rest_load(url: str, body: str, concurrency: int, args: argparse.Namespace) -> dict[str, Any]:
+    """wrk when installed (apt-get install wrk), else the Python load generator."""
+    if shutil.which("wrk") and not args.python_client:
+        return wrk(url, body, concurrency, args.seconds)
+    if concurrency == 1:
+        res = loadgen("rest", url, body, requests=args.requests, warmup=200)
+    else:
+        res = loadgen("rest", url, body, concurrency=concurrency, seconds=args.seconds, warmup=100)
+    return {**res, "client": "aiohttp"}
+
+
 # -- the floor --------------------------------------------------------------------------
 
 
@@ -317,16 +411,14 @@ def measure_server(
     one = payloads.rest(payloads.one, f"{name}-one", mlserver)
     out: dict[str, Any] = {}
     log(f"{name}: REST single row, concurrency 1")
-    out["rest_c1"] = loadgen("rest", infer, one, requests=args.requests, warmup=200)
+    out["rest_c1"] = rest_load(infer, one, 1, args)
     if grpc_target:
         log(f"{name}: gRPC single row, concurrency 1")
         pb = payloads.grpc(payloads.one, "churn", f"{name}-one", mlserver)
         out["grpc_c1"] = loadgen("grpc", grpc_target, pb, requests=args.requests, warmup=200)
     for c in (8, 32):
         log(f"{name}: REST throughput, concurrency {c}")
-        out[f"rest_c{c}"] = loadgen(
-            "rest", infer, one, concurrency=c, seconds=args.seconds, warmup=100
-        )
+        out[f"rest_c{c}"] = rest_load(infer, one, c, args)
         if grpc_target and not mlserver:
             log(f"{name}: gRPC throughput, concurrency {c}")
             pb = payloads.grpc(payloads.one, "churn", f"{name}-one", mlserver)
@@ -480,25 +572,59 @@ def check_targets(results: dict[str, Any]) -> dict[str, bool]:
     return checks
 
 
+def _trees(model: Any) -> int | None:
+    booster = getattr(model.estimator, "booster", None)
+    return int(booster.num_boosted_rounds()) if booster is not None else None
+
+
+def report(results: dict[str, Any], out: Path) -> None:
+    b = results["bundle"]
+    trees = f", {b['trees']} trees" if b.get("trees") else ""
+    print(f"bundle: {b['kind']}{trees}, fitted on {b['data']} data; servers OMP_NUM_THREADS=1")
+    print(table(results))
+    print()
+    for name, ok in results["targets"].items():
+        print(f"  {'PASS' if ok else 'FAIL'}  {name}")
+    print(f"\nresults: {out}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--bundle", type=Path, help="an XGBoost bundle (default: build one)")
+    parser.add_argument(
+        "--fixture-bundle",
+        action="store_true",
+        help="use the tests' small fixture XGBoost (120 depth-3 trees) instead of a trained one",
+    )
     parser.add_argument("--requests", type=int, default=2000, help="requests per c=1 latency run")
     parser.add_argument("--batch-requests", type=int, default=40)
     parser.add_argument("--seconds", type=float, default=6.0, help="seconds per throughput run")
     parser.add_argument("--skip-mlserver", action="store_true")
+    parser.add_argument(
+        "--python-client", action="store_true", help="REST load from aiohttp even if wrk exists"
+    )
     parser.add_argument("--skip-kserve-route", action="store_true")
     parser.add_argument("--out", type=Path, default=BENCH / "results")
+    parser.add_argument("--report", type=Path, help="print the table of an earlier results file")
     args = parser.parse_args()
+    if args.report:
+        report(json.loads(args.report.read_text()), args.report)
+        return 0
     os.environ["OMP_NUM_THREADS"] = "1"
 
     from tests.fixtures.bundles import build_bundle, customers, real_data_path, split
 
     work = Path(tempfile.mkdtemp(prefix="churn-bench-"))
     train, held_out = split(customers(rows=7043, seed=11, real=True))
-    bundle = args.bundle or build_bundle(work / "bundle", "xgboost", train, version="bench")
+    if args.bundle:
+        bundle = args.bundle
+    elif args.fixture_bundle:
+        bundle = build_bundle(work / "bundle", "xgboost", train, version="bench")
+    else:
+        log("fitting an XGBoost bundle with the training code and model_config.yaml")
+        bundle = trained_xgboost_bundle(work / "bundle", train)
     one, batch = (
         held_out.iloc[[0]],
         held_out.sample(1000, replace=len(held_out) < 1000, random_state=0),
@@ -515,6 +641,7 @@ def main() -> int:
         "bundle": {
             "path": str(bundle),
             "kind": meta.get("kind"),
+            "trees": _trees(model),
             "data": "real" if real_data_path() else "synthetic",
         },
         "settings": vars(args)
@@ -560,11 +687,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"bench-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     out.write_text(json.dumps(results, indent=2, default=str))
-    print(table(results))
-    print()
-    for name, ok in results["targets"].items():
-        print(f"  {'PASS' if ok else 'FAIL'}  {name}")
-    print(f"\nresults: {out}")
+    report(results, out)
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -68,6 +68,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         os.environ.setdefault("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri)
     if not args.access_log:
         logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+    if settings.workers != 1:
+        logger.warning(
+            "CHURN_WORKERS=%d ignored: one process serves REST and gRPC (KServe's gRPC server "
+            "is one process whatever the worker count); scale with replicas",
+            settings.workers,
+        )
     name = args.name or settings.model_name
     uri = _model_uri(args, settings)
     predictor = ChurnPredictor(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
@@ -28,14 +29,26 @@ class ChurnMetrics:
 
     def record_predictions(self, model_name: str, proba: np.ndarray, decision: np.ndarray) -> None:
         """Count the outcomes and observe each probability."""
+        churn_count, no_churn_count, hist = self._children(model_name)
         churn = int(np.count_nonzero(decision))
         if churn:
-            self.predictions.labels(model_name, "churn").inc(churn)
+            churn_count.inc(churn)
         if churn != decision.size:
-            self.predictions.labels(model_name, "no_churn").inc(decision.size - churn)
-        hist = self.probability.labels(model_name)
+            no_churn_count.inc(decision.size - churn)
         for p in proba.tolist():
             hist.observe(p)
+
+    def _children(self, model_name: str) -> tuple[Any, Any, Any]:
+        """The labelled series of one model, looked up once."""
+        found = _children.get(model_name)
+        if found is None:
+            found = (
+                self.predictions.labels(model_name, "churn"),
+                self.predictions.labels(model_name, "no_churn"),
+                self.probability.labels(model_name),
+            )
+            _children[model_name] = found
+        return found
 
     def record_validation_error(self, model_name: str, column: str) -> None:
         """One rejected request, by the attribute it was rejected for."""
@@ -54,6 +67,7 @@ class ChurnMetrics:
 _lock = threading.Lock()
 _metrics: ChurnMetrics | None = None
 _info_labels: dict[str, tuple[str, str, str, str]] = {}
+_children: dict[str, tuple[Any, Any, Any]] = {}
 
 
 def churn_metrics() -> ChurnMetrics:

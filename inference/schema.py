@@ -172,6 +172,11 @@ def _plain(values: Any, spec: InputSpec, datatype: str) -> np.ndarray | None:
     if spec.is_categorical:
         if all(type(v) is str for v in values):
             return np.array(values, dtype=object)
+        if all(type(v) is bytes for v in values):  # gRPC bytes_contents
+            try:
+                return np.array([v.decode("utf-8") for v in values], dtype=object)
+            except UnicodeDecodeError:
+                return None  # the general path names the value
         return None
     types = {type(v) for v in values}
     try:
