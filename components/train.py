@@ -189,6 +189,21 @@ def monotone_vector(feature_names: list[str], cfg: XGBoostConfig) -> str | None:
     return "(" + ",".join(str(s) for s in signs) + ")"
 
 
+def excluded_columns(feature_names: list[str], cfg: XGBoostConfig) -> list[int]:
+    """Positions of the output features matching `exclude_features` (fnmatch patterns)."""
+    from fnmatch import fnmatchcase
+
+    out = []
+    for pattern in cfg.exclude_features:
+        hits = [i for i, name in enumerate(feature_names) if fnmatchcase(name, pattern)]
+        if not hits:
+            raise InvalidInput(
+                f"models.xgboost.exclude_features: {pattern!r} matches no output feature"
+            )
+        out += hits
+    return sorted(set(out))
+
+
 def fit_xgboost(
     X: np.ndarray,  # noqa: N803
     y: np.ndarray,
@@ -196,11 +211,20 @@ def fit_xgboost(
     seed: int,
     feature_names: list[str] | None = None,
 ) -> XGBoostScorer:
-    """Number of trees by early stopping on an inner split of these rows, then refit on all."""
+    """Number of trees by early stopping on an inner split of these rows, then refit on all.
+
+    Excluded features are held constant while training, so no tree splits on
+    them: the booster still takes the full transformed matrix (serving and
+    TreeSHAP see the same width) and those columns get zero attribution.
+    """
     import xgboost as xgb
 
     constraints = monotone_vector(feature_names, cfg) if feature_names else None
     params = xgboost_params(cfg, seed, constraints)
+    excluded = excluded_columns(feature_names, cfg) if feature_names else []
+    if excluded:
+        X = X.copy()  # noqa: N806
+        X[:, excluded] = 0.0
     fit_idx, val_idx = inner_split(y, cfg.validation_share, seed)
     dfit = xgb.DMatrix(X[fit_idx], label=y[fit_idx], nthread=1)
     dval = xgb.DMatrix(X[val_idx], label=y[val_idx], nthread=1)
@@ -218,7 +242,12 @@ def fit_xgboost(
     booster = xgb.train(params, xgb.DMatrix(X, label=y, nthread=1), num_boost_round=n_trees)
     return XGBoostScorer(
         booster,
-        params={**params, "n_estimators": n_trees, "early_stopping_best": probe.best_iteration + 1},
+        params={
+            **params,
+            "n_estimators": n_trees,
+            "early_stopping_best": probe.best_iteration + 1,
+            "excluded_features": [feature_names[i] for i in excluded] if feature_names else [],
+        },
     )
 
 

@@ -60,6 +60,9 @@ class XGBoostConfig(_Strict):
     validation_share: float = Field(0.2, gt=0, lt=1)  # inner split for early stopping
     # output feature name -> +1 (risk may only rise with it) / -1 (only fall)
     monotone_constraints: dict[str, Literal[-1, 0, 1]] = {}
+    # output features the trees never split on (fnmatch patterns), e.g. one-hot tenure
+    # bands that would defeat a monotone constraint on tenure
+    exclude_features: tuple[str, ...] = ()
 
 
 class MLPConfig(_Strict):

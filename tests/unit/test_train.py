@@ -141,3 +141,18 @@ def test_gate_decisions() -> None:
     assert not worse.promote
     assert "kept champion v3" in worse.reason and "beyond the tolerance" in worse.reason
     assert worse.as_dict()["champion_score"] == pytest.approx(0.74)
+
+
+def test_excluded_features_are_never_split_on() -> None:
+    import xgboost as xgb
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(1500, 3))
+    y = (rng.random(1500) < 1 / (1 + np.exp(-3 * X[:, 2]))).astype(int)  # x2 carries the signal
+    cfg = XGBoostConfig(max_n_estimators=40, exclude_features=("band_*",))
+    scorer = fit_xgboost(X, y, cfg, seed=0, feature_names=["x0", "x1", "band_2"])
+    assert scorer.params["excluded_features"] == ["band_2"]
+    contribs = scorer.booster.predict(xgb.DMatrix(X[:50]), pred_contribs=True)
+    assert np.all(contribs[:, 2] == 0.0)  # never used, zero attribution
+    with pytest.raises(InvalidInput, match="'nope_\\*' matches no output feature"):
+        fit_xgboost(X, y, XGBoostConfig(exclude_features=("nope_*",)), 0, ["x0", "x1", "x2"])
