@@ -238,7 +238,16 @@ def wrk(url: str, body: str, concurrency: int, seconds: float) -> dict[str, Any]
         env={**os.environ, "CHURN_BENCH_BODY": body},
     )
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{max(1, round(seconds))}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -299,7 +308,12 @@ def floor(bundle: Path, one: Any, batch: Any, n: int = 3000) -> dict[str, Any]:
         return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
 
     X = model.features.transform_columns(one_cols)  # noqa: N806
+    booster = getattr(model.estimator, "original", None)  # the compiled trees' booster
+    extra = (
+        {"booster_inplace_predict_1_row": timeit(lambda: booster.score(X), n)} if booster else {}
+    )
     return {
+        **extra,
         "predict_proba_columns_1_row": timeit(lambda: model.predict_proba_columns(one_cols), n),
         "transform_columns_1_row": timeit(lambda: model.features.transform_columns(one_cols), n),
         "estimator_1_row": timeit(lambda: model.estimator.score(X), n),
@@ -484,6 +498,12 @@ def table(results: dict[str, Any]) -> str:
     )
     add("  of which transform_columns p50", floor_["transform_columns_1_row"]["p50_ms"], "ms")
     add("  of which estimator p50", floor_["estimator_1_row"]["p50_ms"], "ms")
+    if "booster_inplace_predict_1_row" in floor_:
+        add(
+            "  (the booster's own inplace_predict, 1 row p50)",
+            floor_["booster_inplace_predict_1_row"]["p50_ms"],
+            "ms",
+        )
     add(
         "in-process predict_proba(DataFrame), 1 row p50",
         floor_["predict_proba_dataframe_1_row"]["p50_ms"],
@@ -581,6 +601,8 @@ def report(results: dict[str, Any], out: Path) -> None:
     b = results["bundle"]
     trees = f", {b['trees']} trees" if b.get("trees") else ""
     print(f"bundle: {b['kind']}{trees}, fitted on {b['data']} data; servers OMP_NUM_THREADS=1")
+    client = results.get("churn", {}).get("rest_c1", {}).get("client", "aiohttp")
+    print(f"load: REST c=1/8/32 from {client}; gRPC, batches, explanations from Python asyncio")
     print(table(results))
     print()
     for name, ok in results["targets"].items():
