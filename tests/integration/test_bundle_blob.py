@@ -1,0 +1,55 @@
+"""The model bundle written to Azure Blob (a real Azurite) and read back intact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from churn_components.stages import read_dataset
+from churn_components.training_steps import register_step, select_step
+from churn_core.bundle import load_model, verify_bundle
+from churn_core.store import open_store
+from tests.fixtures.azurite import Azurite
+from tests.fixtures.training import prepare_data, small_config, train_and_evaluate
+
+pytestmark = pytest.mark.integration
+
+
+def test_bundle_goes_to_blob_under_bundles_name_version(
+    azurite: Azurite, synthetic_training_csv: Path, tmp_path: Path
+) -> None:
+    config = small_config()
+    config = config.model_copy(
+        update={"models": config.models.model_copy(update={"enabled": ("logistic",)})}
+    )
+    data = prepare_data(synthetic_training_csv, tmp_path / "data", config)
+    candidates, evaluation, _ = train_and_evaluate(data, config, tmp_path / "train")
+    decision = select_step(evaluation, config)  # no registry: the version is a content hash
+    store_uri = f"az://{azurite.container}/models"
+    result = register_step(
+        candidates,
+        evaluation,
+        decision,
+        data.train,
+        data.test,
+        data.transform,
+        data.raw_meta,
+        config,
+        tmp_path / "bundle",
+        artifact_store=store_uri,
+        connection_string=azurite.connection_string,
+    )
+    version = result["version"]
+    assert version.startswith("sha-") and "model_uri" not in result
+    assert result["bundle_uri"].endswith(f"/models/bundles/churn/{version}")
+
+    store = open_store(store_uri, azurite.connection_string)
+    local = store.get_dir(f"bundles/churn/{version}", tmp_path / "downloaded")
+    meta = verify_bundle(local)
+    assert meta["version"] == version and meta["synthetic"] is True
+    model, _ = load_model(local)
+    test = read_dataset(data.test)
+    original, _ = load_model(tmp_path / "bundle")
+    np.testing.assert_array_equal(model.predict_proba(test), original.predict_proba(test))
