@@ -50,7 +50,14 @@ def train(
 
     _setup()
     start = time.perf_counter()
-    result = train_step(train.path, transform.path, kind, _config(config_json), candidate.path)
+    result = train_step(
+        train.path,
+        transform.path,
+        kind,
+        _config(config_json),
+        candidate.path,
+        transform_sha256=transform.metadata.get("sha256"),
+    )
     _annotate(candidate, {k: v for k, v in result.items() if k != "params"})
     _annotate(candidate, {"synthetic": bool(train.metadata.get("synthetic", False))})
     _log(metrics, {k: v for k, v in result.items() if k not in ("kind", "params")})
@@ -92,6 +99,7 @@ def evaluate(
         transform.path,
         config,
         evaluation.path,
+        transform_sha256=transform.metadata.get("sha256"),
     )
     stored = pickle.loads(Path(evaluation.path).read_bytes())  # noqa: S301 - our own artifact
     for kind, ev in stored["evaluations"].items():
@@ -175,6 +183,7 @@ def register(
         tracking_uri=tracking_uri,
         artifact_store=artifact_store,
         connection_string=settings.azure_storage_connection_string or None,
+        transform_sha256=transform.metadata.get("sha256"),
     )
     stored = pickle.loads(Path(evaluation.path).read_bytes())  # noqa: S301 - our own artifact
     selected = result["selected"]

@@ -49,10 +49,11 @@ def _read_frame(path: str | Path) -> Any:
     return read_dataset(path)
 
 
-def _read_features(path: str | Path) -> ChurnFeatures:
+def _read_features(path: str | Path, sha256: str | None = None) -> ChurnFeatures:
+    """The features stage's fitted transform; its sha256 checked first when one is known."""
     from churn_components.featurize import load_features
 
-    return load_features(Path(path).read_bytes())
+    return load_features(Path(path).read_bytes(), sha256 or None)
 
 
 def _dump(obj: Any, path: str | Path) -> None:
@@ -72,6 +73,8 @@ def train_step(
     kind: str,
     config: ChurnConfig,
     candidate_path: str | Path,
+    *,
+    transform_sha256: str | None = None,
 ) -> dict[str, Any]:
     """Cross-validate and fit one kind; pickle the `Candidate` (or a skip marker)."""
     if kind not in config.models.enabled:
@@ -80,7 +83,7 @@ def train_step(
         return {"kind": kind, "skipped": True}
     start = time.perf_counter()
     train = _read_frame(train_path)
-    features = _read_features(transform_path)
+    features = _read_features(transform_path, transform_sha256)
     candidate = train_candidate(train, features, kind, config)
     _dump({"kind": kind, "candidate": candidate}, candidate_path)
     y = labels(train)
@@ -128,11 +131,13 @@ def evaluate_step(
     transform_path: str | Path,
     config: ChurnConfig,
     evaluation_path: str | Path,
+    *,
+    transform_sha256: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate every candidate (calibration, thresholds, CV, held-out, leakage guard)."""
     candidates = load_candidates(candidate_paths)
     train, test = _read_frame(train_path), _read_frame(test_path)
-    features = _read_features(transform_path)
+    features = _read_features(transform_path, transform_sha256)
     y_train, y_test = labels(train), labels(test)
     X_test = features.transform(test)  # noqa: N806
     evaluations: dict[str, Evaluation] = {}
@@ -204,6 +209,7 @@ def register_step(
     artifact_store: str = "",
     connection_string: str | None = None,
     run_name: str = "churn-training",
+    transform_sha256: str | None = None,
 ) -> dict[str, Any]:
     """Write the bundle of the selected candidate; log and register it in MLflow.
 
@@ -226,7 +232,7 @@ def register_step(
     selected = str(decision["selected"])
     gate_decision = dict(decision["gate"])
     train, test = _read_frame(train_path), _read_frame(test_path)
-    features = _read_features(transform_path)
+    features = _read_features(transform_path, transform_sha256)
     y_test = labels(test)
     ev = evaluations[selected]
     model = build_model(candidates[selected], ev, features)
