@@ -244,7 +244,7 @@ def register_step(
         )
     synthetic = bool(data_metadata.get("synthetic", False))
     training_data = {
-        k: data_metadata.get(k)
+        k: _integral(data_metadata.get(k))
         for k in ("sha256", "source_uri", "rows", "bytes")
         if k in data_metadata
     }
@@ -400,6 +400,11 @@ def register_step(
         )
     out["figures"] = figures
     return out
+
+
+def _integral(value: Any) -> Any:
+    """KFP metadata carries every number as a float: give counts back as integers."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _prefixed(prefix: str, metrics: Mapping[str, Any]) -> dict[str, float]:
