@@ -89,3 +89,20 @@ def test_canary_and_stable_differ_only_in_rollout_fields() -> None:
     assert canary["metadata"]["name"] == stable["metadata"]["name"]
     assert canary["spec"]["predictor"]["canaryTrafficPercent"] == 5
     assert "canaryTrafficPercent" not in stable["spec"]["predictor"]
+
+
+@pytest.mark.parametrize("manifest", MANIFESTS, ids=lambda p: p.name)
+def test_container_command_is_a_valid_churn_command(manifest: Path) -> None:
+    from churn_core.cli import build_parser
+
+    doc = yaml.safe_load(manifest.read_text())
+    (container,) = doc["spec"]["predictor"]["containers"]
+    assert container["command"] == ["churn"]
+    args = build_parser().parse_args(container["args"])
+    assert args.command == "serve"
+    assert args.bundle == "/mnt/models"  # where KServe's storage initializer puts STORAGE_URI
+    port = container["ports"][0]["containerPort"]
+    assert args.http_port == port
+    for probe in ("readinessProbe", "livenessProbe"):
+        if probe in container:
+            assert container[probe]["httpGet"]["port"] == port
