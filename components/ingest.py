@@ -45,21 +45,30 @@ def redact_uri(uri: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
+def csv_text(data: bytes, source: str) -> str:
+    """CSV bytes as text (UTF-8, a byte-order mark dropped).
+
+    Raises:
+        DataContractError: empty, or not UTF-8 text; names the source.
+    """
+    if not data.strip():
+        raise DataContractError(f"{source}: empty file (no header, no rows)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DataContractError(
+            f"{source}: not a CSV file: not UTF-8 text (byte {err.start}: "
+            f"{data[err.start : err.start + 1]!r})"
+        ) from err
+
+
 def describe_csv(data: bytes, source: str) -> dict[str, Any]:
     """sha256, size, rows, columns and the synthetic flag of CSV bytes.
 
     Raises:
         DataContractError: empty, not UTF-8 text, or not parseable as CSV; names the source.
     """
-    if not data.strip():
-        raise DataContractError(f"{source}: empty file (no header, no rows)")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise DataContractError(
-            f"{source}: not a CSV file: not UTF-8 text (byte {err.start}: "
-            f"{data[err.start : err.start + 1]!r})"
-        ) from err
+    text = csv_text(data, source)
     rows = 0
     synthetic_rows = 0
     try:

@@ -50,6 +50,7 @@ from churn_components.contract import (
     Categorical,
     Numeric,
 )
+from churn_components.ingest import csv_text
 from churn_core.errors import DataContractError, InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -114,15 +115,7 @@ def read_raw_csv(data: bytes, source: str = "<bytes>") -> pd.DataFrame:
     Checks the header: no duplicate names, every contract column present, no
     extra column. Raises `DataContractError` naming the source and the columns.
     """
-    if not data.strip():
-        raise DataContractError(f"{source}: empty file (no header, no rows)")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise DataContractError(
-            f"{source}: not a CSV file: not UTF-8 text (byte {err.start}: "
-            f"{data[err.start : err.start + 1]!r})"
-        ) from err
+    text = csv_text(data, source)
     first_line = text.lstrip("\r\n").splitlines()[0]
     try:
         header = next(csv.reader([first_line]))
