@@ -292,7 +292,9 @@ def register_step(
         "threshold": model.threshold,
         "synthetic": synthetic,
     }
-    if not tracking_uri:
+
+    def write(version: str | None) -> dict[str, Any]:
+        """Write the bundle (version None: a content hash); its metadata."""
         files, meta = bundle_contents(
             model,
             train,
@@ -300,10 +302,15 @@ def register_step(
             summary=sel,
             training_data=training_data,
             synthetic=synthetic,
+            version=version,
             report=report,
             extra=extra,
         )
         write_model_bundle(bundle_dir, files, meta)
+        return meta
+
+    if not tracking_uri:
+        meta = write(None)
         out.update(version=meta["version"], bundle=str(bundle_dir))
     else:
         import mlflow
@@ -321,18 +328,7 @@ def register_step(
         with start_run(client, config.registry.experiment, artifact_store or None, run_name) as run:
             version = next_version(client, name)
             extra["mlflow"] = {"run_id": run.info.run_id, "experiment": config.registry.experiment}
-            files, meta = bundle_contents(
-                model,
-                train,
-                config,
-                summary=sel,
-                training_data=training_data,
-                synthetic=synthetic,
-                version=str(version),
-                report=report,
-                extra=extra,
-            )
-            write_model_bundle(bundle_dir, files, meta)
+            meta = write(str(version))
             metrics: dict[str, float] = {}
             for kind, s in summaries.items():
                 for part in ("cv", "test"):
