@@ -25,26 +25,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 def test_train_register_serve_the_champion(mlflow_server, synthetic_training_csv, tmp_path):
     from churn_components.register import download_bundle
-    from churn_components.training_steps import register_step, select_step
     from churn_core.bundle import load_model
-    from tests.fixtures.training import prepare_data, small_config, train_and_evaluate
+    from tests.fixtures.training import prepare_data, small_config, train_and_register
 
     config = small_config()
     data = prepare_data(synthetic_training_csv, tmp_path / "data", config)
-    candidates, evaluation, _ = train_and_evaluate(data, config, tmp_path / "train")
-    decision = select_step(evaluation, config, tracking_uri=mlflow_server)
-    result = register_step(
-        candidates,
-        evaluation,
-        decision,
-        data.train,
-        data.test,
-        data.transform,
-        data.raw_meta,
-        config,
-        tmp_path / "bundle",
-        tracking_uri=mlflow_server,
-    )
+    result = train_and_register(data, config, tmp_path / "train", tracking_uri=mlflow_server)
     assert "champion" in result["aliases"]
 
     env = {"CHURN_MLFLOW_TRACKING_URI": mlflow_server}

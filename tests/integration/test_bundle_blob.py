@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 
 from churn_components.stages import read_dataset
-from churn_components.training_steps import register_step, select_step
 from churn_core.bundle import load_model, verify_bundle
 from churn_core.store import open_store
 from tests.fixtures.azurite import Azurite
-from tests.fixtures.training import prepare_data, small_config, train_and_evaluate
+from tests.fixtures.training import prepare_data, small_config, train_and_register
 
 pytestmark = pytest.mark.integration
 
@@ -25,19 +24,11 @@ def test_bundle_goes_to_blob_under_bundles_name_version(
         update={"models": config.models.model_copy(update={"enabled": ("logistic",)})}
     )
     data = prepare_data(synthetic_training_csv, tmp_path / "data", config)
-    candidates, evaluation, _ = train_and_evaluate(data, config, tmp_path / "train")
-    decision = select_step(evaluation, config)  # no registry: the version is a content hash
     store_uri = f"az://{azurite.container}/models"
-    result = register_step(
-        candidates,
-        evaluation,
-        decision,
-        data.train,
-        data.test,
-        data.transform,
-        data.raw_meta,
+    result = train_and_register(  # no registry: the version is a content hash
+        data,
         config,
-        tmp_path / "bundle",
+        tmp_path / "train",
         artifact_store=store_uri,
         connection_string=azurite.connection_string,
     )
@@ -51,5 +42,5 @@ def test_bundle_goes_to_blob_under_bundles_name_version(
     assert meta["version"] == version and meta["synthetic"] is True
     model, _ = load_model(local)
     test = read_dataset(data.test)
-    original, _ = load_model(tmp_path / "bundle")
+    original, _ = load_model(result["bundle"])
     np.testing.assert_array_equal(model.predict_proba(test), original.predict_proba(test))

@@ -12,30 +12,10 @@ from mlflow.tracking import MlflowClient
 
 from churn_components.register import CHALLENGER, CHAMPION, download_bundle
 from churn_components.stages import read_dataset, write_dataset
-from churn_components.training_steps import register_step, select_step
 from churn_core.bundle import load_model, verify_bundle
-from tests.fixtures.training import prepare_data, small_config, train_and_evaluate
+from tests.fixtures.training import prepare_data, small_config, train_and_register
 
 pytestmark = pytest.mark.integration
-
-
-def _run(data, config, tracking_uri, out: Path, store: Path) -> dict:
-    candidates, evaluation, _ = train_and_evaluate(data, config, out)
-    decision = select_step(evaluation, config, tracking_uri)
-    result = register_step(
-        candidates,
-        evaluation,
-        decision,
-        data.train,
-        data.test,
-        data.transform,
-        data.raw_meta,
-        config,
-        out / "bundle",
-        tracking_uri=tracking_uri,
-        artifact_store=str(store),
-    )
-    return {"decision": decision, **result}
 
 
 def test_registry_aliases_bundle_and_gate(
@@ -52,7 +32,9 @@ def test_registry_aliases_bundle_and_gate(
     store = tmp_path / "store"
     data = prepare_data(synthetic_training_csv, tmp_path / "data", config)
 
-    first = _run(data, config, mlflow_server, tmp_path / "run1", store)
+    first = train_and_register(
+        data, config, tmp_path / "run1", tracking_uri=mlflow_server, artifact_store=str(store)
+    )
     client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
     assert first["version"] == "1" and first["promote"] is True
     assert client.get_model_version_by_alias(name, CHAMPION).version == "1"
@@ -86,7 +68,9 @@ def test_registry_aliases_bundle_and_gate(
         test=data.test,
         transform=data.transform,
     )
-    second = _run(data_worse, config, mlflow_server, tmp_path / "run2", store)
+    second = train_and_register(
+        data_worse, config, tmp_path / "run2", tracking_uri=mlflow_server, artifact_store=str(store)
+    )
     assert second["version"] == "2"
     assert second["promote"] is False
     assert "kept champion v1" in second["reason"]
