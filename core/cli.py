@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "data": "churn_components.cli",
     "pipeline": "churn_pipelines.cli",
     "serve": "churn_inference.cli",
+    "predict": "churn_inference.predict_cli",
 }
 
 logger = logging.getLogger("churn")
