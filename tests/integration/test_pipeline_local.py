@@ -18,22 +18,9 @@ import pytest
 from churn_core.bundle import load_model, verify_bundle
 from churn_core.settings import Settings
 from churn_pipelines.cli import run_local
-from tests.fixtures.training import small_config
+from tests.fixtures.training import PIPELINE_TASKS, small_config
 
 pytestmark = pytest.mark.integration
-
-STAGES = (
-    "ingest-data",
-    "validate-data",
-    "preprocess-data",
-    "fit-features",
-    "train-logistic",
-    "train-xgboost",
-    "train-mlp",
-    "evaluate",
-    "select",
-    "register",
-)
 
 
 def test_pipeline_runs_locally_on_synthetic_data(
@@ -53,7 +40,7 @@ def test_pipeline_runs_locally_on_synthetic_data(
 
     # loud about the synthetic data, and a time for every stage plus the total
     assert "SYNTHETIC DATA" in err and "does not exist" in err
-    for stage in STAGES:
+    for stage in PIPELINE_TASKS:
         assert re.search(rf"^\s+{stage}\s+\d+\.\d s$", out, re.M), stage
     assert re.search(r"total \(wall\)\s+\d+\.\d s", out)
     assert "[SYNTHETIC DATA]" in out

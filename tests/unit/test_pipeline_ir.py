@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from churn_pipelines.training import IR_FILE, PIPELINE_NAME, compile_pipeline
-from tests.fixtures.training import project_config
+from tests.fixtures.training import PIPELINE_TASKS, project_config
 
 COMMITTED = Path(__file__).resolve().parents[2] / "pipelines" / "churn_training.yaml"
 
@@ -34,19 +34,7 @@ def test_ir_dag_has_every_stage_and_parallel_trainings() -> None:
     spec = yaml.safe_load(COMMITTED.read_text())
     assert spec["pipelineInfo"]["name"] == PIPELINE_NAME
     tasks = spec["root"]["dag"]["tasks"]
-    expected = {
-        "ingest-data",
-        "validate-data",
-        "preprocess-data",
-        "fit-features",
-        "train-logistic",
-        "train-xgboost",
-        "train-mlp",
-        "evaluate",
-        "select",
-        "register",
-    }
-    assert expected <= set(tasks)
+    assert set(PIPELINE_TASKS) <= set(tasks)
     trainings = ("train-logistic", "train-xgboost", "train-mlp")
     for name in trainings:
         deps = set(tasks[name].get("dependentTasks", []))
