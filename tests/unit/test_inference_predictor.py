@@ -7,38 +7,14 @@ import shutil
 
 import numpy as np
 import pytest
-from kserve import InferInput, InferRequest
 from kserve import errors as kerr
 from prometheus_client import REGISTRY
 
-from churn_components.contract import FEATURE_COLUMNS, FEATURE_NAMES, Categorical
+from churn_components.contract import FEATURE_NAMES
 from churn_inference.metrics import churn_metrics
 from churn_inference.predictor import ChurnExplainerModel, ChurnPredictor
 from tests.fixtures.bundles import tamper
-
-
-def request(frame, name="churn", outputs=None):
-    inputs = []
-    for col in FEATURE_COLUMNS:
-        values = frame[col.name].to_numpy()
-        if isinstance(col, Categorical):
-            arr, dt = values.astype(object), "BYTES"
-        elif col.integer:
-            arr, dt = values.astype(np.int64), "INT64"
-        else:
-            arr, dt = values.astype(np.float64), "FP64"
-        tensor = InferInput(col.name, [len(arr)], dt)
-        tensor.set_data_from_numpy(arr, binary_data=False)
-        inputs.append(tensor)
-    from kserve.protocol.infer_type import RequestedOutput
-
-    wanted = [RequestedOutput(o) for o in outputs] if outputs else None
-    return InferRequest(
-        model_name=name,
-        infer_inputs=inputs,
-        parameters={"content_type": "pd"},
-        request_outputs=wanted,
-    )
+from tests.fixtures.model_server import v2_request
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +26,7 @@ def predictor(bundle_dir):
 
 def test_predict_equals_offline_and_reports_version(predictor, customer_split):
     frame = customer_split[1].iloc[:40]
-    response = predictor.predict(request(frame))
+    response = predictor.predict(v2_request(frame))
     proba = response.get_output_by_name("churn_probability").data
     churn = response.get_output_by_name("churn").data
     offline = predictor.bundle.model.predict_proba(frame)
@@ -61,10 +37,10 @@ def test_predict_equals_offline_and_reports_version(predictor, customer_split):
 
 
 def test_requested_outputs_filter(predictor, customer_split):
-    response = predictor.predict(request(customer_split[1].iloc[:2], outputs=["churn"]))
+    response = predictor.predict(v2_request(customer_split[1].iloc[:2], outputs=["churn"]))
     assert [o.name for o in response.outputs] == ["churn"]
     with pytest.raises(kerr.InvalidInput, match="requested output 'score' does not exist"):
-        predictor.predict(request(customer_split[1].iloc[:2], outputs=["score"]))
+        predictor.predict(v2_request(customer_split[1].iloc[:2], outputs=["score"]))
 
 
 def test_v1_instances_and_explain(predictor, customer_split):
@@ -87,7 +63,7 @@ def test_invalid_input_becomes_kserve_400_and_is_counted(predictor, customer_spl
         "churn_validation_errors_total", {"model_name": "churn-unit", "column": "Contract"}
     )
     with pytest.raises(kerr.InvalidInput, match="'Contract': unknown category 'Weekly'"):
-        predictor.predict(request(frame))
+        predictor.predict(v2_request(frame))
     after = REGISTRY.get_sample_value(
         "churn_validation_errors_total", {"model_name": "churn-unit", "column": "Contract"}
     )
@@ -110,7 +86,7 @@ def test_tampered_bundle_is_refused_and_stays_not_ready(
     explainer = ChurnExplainerModel(model)
     assert explainer.ready is False
     with pytest.raises(kerr.ModelNotReady, match="bundle refused"):
-        model.predict(request(customer_split[1].iloc[:1], "churn-tampered"))
+        model.predict(v2_request(customer_split[1].iloc[:1], "churn-tampered"))
 
 
 def test_missing_bundle_is_not_ready(tmp_path):
