@@ -100,7 +100,41 @@ def _tensor(name: str, datatype: str, arr: np.ndarray, encoding: str) -> InferOu
     return out
 
 
-class ChurnPredictor(Model):
+def _response(
+    request: InferRequest, model_name: str, version: str, outputs: list[InferOutput]
+) -> InferResponse:
+    """The v2 answer to `request`: its id (or a new one), its binary and requested outputs."""
+    return InferResponse(
+        response_id=request.id or str(uuid.uuid4()),
+        model_name=model_name,
+        model_version=version,
+        infer_outputs=outputs,
+        use_binary_outputs=request.use_binary_outputs,
+        requested_outputs=request.request_outputs,
+    )
+
+
+class _SyncModel(Model):
+    """A KServe model whose preprocess and postprocess are synchronous identities.
+
+    KServe awaits only coroutine functions: plain ones spare a coroutine per request.
+    """
+
+    def preprocess(self, payload: Any, headers: Mapping[str, str] | None = None) -> Any:
+        """Identity (kept synchronous: no coroutine per request)."""
+        return payload
+
+    def postprocess(
+        self,
+        result: Any,
+        headers: Mapping[str, str] | None = None,
+        response_headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Identity (kept synchronous)."""
+        return result
+
+
+class ChurnPredictor(_SyncModel):
     """The churn model: v2 infer over REST and gRPC, v1 predict and explain.
 
     Args:
@@ -189,19 +223,6 @@ class ChurnPredictor(Model):
         return [dict(o) for o in PREDICTOR_OUTPUTS]
 
     # -- request handling ---------------------------------------------------------
-    def preprocess(self, payload: Any, headers: Mapping[str, str] | None = None) -> Any:
-        """Identity (kept synchronous: no coroutine per request)."""
-        return payload
-
-    def postprocess(
-        self,
-        result: Any,
-        headers: Mapping[str, str] | None = None,
-        response_headers: Mapping[str, str] | None = None,
-    ) -> Any:
-        """Identity (kept synchronous)."""
-        return result
-
     def columns(
         self, payload: Any, outputs: list[str] | None = None
     ) -> tuple[dict[str, np.ndarray], list[str]]:
@@ -255,19 +276,7 @@ class ChurnPredictor(Model):
                 ),
                 OUTPUT_DECISION: lambda: _tensor(OUTPUT_DECISION, "BOOL", decision, encoding),
             }
-            return self._response(payload, [made[n]() for n in names], bundle)
-
-    def _response(
-        self, request: InferRequest, outputs: list[InferOutput], bundle: ServedBundle
-    ) -> InferResponse:
-        return InferResponse(
-            response_id=request.id or str(uuid.uuid4()),
-            model_name=self.name,
-            model_version=bundle.version,
-            infer_outputs=outputs,
-            use_binary_outputs=request.use_binary_outputs,
-            requested_outputs=request.request_outputs,
-        )
+            return _response(payload, self.name, bundle.version, [made[n]() for n in names])
 
     def explain(self, payload: Any, headers: Mapping[str, str] | None = None) -> Any:
         """v1 `:explain`: per-customer attributions, reasons and suggestions."""
@@ -292,7 +301,7 @@ def _method(kind: str) -> str:
     }.get(kind, kind)
 
 
-class ChurnExplainerModel(Model):
+class ChurnExplainerModel(_SyncModel):
     """``<name>-explainer``: explanations as v2 outputs, from the predictor's bundle.
 
     Outputs per customer: churn_probability (FP32), base_log_odds (FP32), one
@@ -351,19 +360,6 @@ class ChurnExplainerModel(Model):
         ]
         return out
 
-    def preprocess(self, payload: Any, headers: Mapping[str, str] | None = None) -> Any:
-        """Identity."""
-        return payload
-
-    def postprocess(
-        self,
-        result: Any,
-        headers: Mapping[str, str] | None = None,
-        response_headers: Mapping[str, str] | None = None,
-    ) -> Any:
-        """Identity."""
-        return result
-
     def predict(self, payload: Any, headers: Mapping[str, str] | None = None) -> Any:
         """v2 infer (or v1 predict): the explanations as outputs."""
         if not isinstance(payload, InferRequest):
@@ -393,14 +389,7 @@ class ChurnExplainerModel(Model):
                     np.ascontiguousarray(exp.attributions[:, j], dtype=np.float32),
                 )
             outputs = [_tensor(n, arrays[n][0], arrays[n][1], encoding) for n in names]
-            return InferResponse(
-                response_id=payload.id or str(uuid.uuid4()),
-                model_name=self.name,
-                model_version=bundle.version,
-                infer_outputs=outputs,
-                use_binary_outputs=payload.use_binary_outputs,
-                requested_outputs=payload.request_outputs,
-            )
+            return _response(payload, self.name, bundle.version, outputs)
 
     def explain(self, payload: Any, headers: Mapping[str, str] | None = None) -> Any:
         """v1 `:explain` on the explainer name: same answer as the predictor's."""
