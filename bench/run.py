@@ -183,10 +183,10 @@ def trained_xgboost_bundle(directory: Path, train: Any) -> Path:
 
     from churn_components.features import ChurnFeatures
     from churn_components.model import ChurnModel
+    from churn_components.package import BACKGROUND, input_schema
     from churn_components.train import fitter, labels
     from churn_core.bundle import write_bundle
     from churn_core.config import load_config
-    from tests.fixtures.bundles import BACKGROUND_FILE, input_schema
 
     config = load_config(REPO / "model_config.yaml")
     features = ChurnFeatures(tuple(config.features.tenure_bands)).fit(train)
@@ -203,10 +203,10 @@ def trained_xgboost_bundle(directory: Path, train: Any) -> Path:
         "kind": "xgboost",
         "threshold": 0.4,
         "input_schema": input_schema(),
-        "explainer": {"background": BACKGROUND_FILE},
+        "explainer": {"background": BACKGROUND},
         "trees": int(scorer.booster.num_boosted_rounds()),
     }
-    files = {"model.pkl": pickle.dumps(model), BACKGROUND_FILE: buf.getvalue()}
+    files = {"model.pkl": pickle.dumps(model), BACKGROUND: buf.getvalue()}
     return write_bundle(directory, files, meta)
 
 
