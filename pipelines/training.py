@@ -91,9 +91,7 @@ def build_pipeline(config: ChurnConfig) -> Any:
             task.set_cpu_request(TRAIN_CPU).set_memory_request(TRAIN_MEMORY)
             trained[kind] = task.outputs["candidate"]
         evaluation = kt.evaluate(
-            logistic=trained["logistic"],
-            xgboost=trained["xgboost"],
-            mlp=trained["mlp"],
+            **trained,
             train=train,
             test=test,
             transform=transform,
@@ -106,9 +104,7 @@ def build_pipeline(config: ChurnConfig) -> Any:
         )
         selection.set_caching_options(False)  # depends on the registry's champion
         registration = kt.register(
-            logistic=trained["logistic"],
-            xgboost=trained["xgboost"],
-            mlp=trained["mlp"],
+            **trained,
             evaluation=evaluation.outputs["evaluation"],
             decision=selection.outputs["decision"],
             raw=data.ingest.outputs["raw"],
