@@ -7,7 +7,6 @@ silently drop (a typo such as `canaryTraficPercent`).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,45 +14,15 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.k8s_schema import isvc_schema_or_skip, pruned_fields
+
 ROOT = Path(__file__).resolve().parents[2]
-CRD = (
-    Path(os.environ.get("CHURN_SPECS_DIR", ROOT.parent / "shared" / "specs"))
-    / "kserve"
-    / "serving.kserve.io_inferenceservices.yaml"
-)
 MANIFESTS = sorted((ROOT / "manifests").glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
 def isvc_schema() -> dict[str, Any]:
-    if not CRD.is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"KServe CRD not found at {CRD}")
-        pytest.skip(f"KServe CRD not found at {CRD}")
-    crd = yaml.load(CRD.read_text(), Loader=yaml.CSafeLoader)  # 2 MB: the C loader
-    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1beta1"]
-    return version["schema"]["openAPIV3Schema"]
-
-
-def pruned_fields(doc: Any, schema: dict[str, Any], path: str = "") -> list[str]:
-    """Paths in `doc` that a structural schema does not declare (the API server drops them)."""
-    if schema.get("x-kubernetes-preserve-unknown-fields"):
-        return []
-    found: list[str] = []
-    if isinstance(doc, dict):
-        props = schema.get("properties")
-        extra = schema.get("additionalProperties")
-        for key, value in doc.items():
-            if props is not None and key in props:
-                found += pruned_fields(value, props[key], f"{path}.{key}")
-            elif isinstance(extra, dict):
-                found += pruned_fields(value, extra, f"{path}.{key}")
-            elif props is not None or extra is False:
-                found.append(f"{path}.{key}")
-    elif isinstance(doc, list) and isinstance(schema.get("items"), dict):
-        for i, item in enumerate(doc):
-            found += pruned_fields(item, schema["items"], f"{path}[{i}]")
-    return found
+    return isvc_schema_or_skip()
 
 
 def test_there_are_manifests() -> None:
