@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.k8s_schema import isvc_schema_or_skip, pruned_fields
+from tests.k8s_schema import isvc_schema_or_skip, knative_errors, pruned_fields
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = sorted((ROOT / "manifests").glob("*.yaml"))
@@ -35,6 +35,7 @@ def test_manifest_matches_crd(manifest: Path, isvc_schema: dict[str, Any]) -> No
         assert doc["apiVersion"] == "serving.kserve.io/v1beta1"
         jsonschema.Draft7Validator(isvc_schema).validate(doc)
         assert pruned_fields(doc, isvc_schema) == []
+        assert knative_errors(doc["spec"]["predictor"]["containers"]) == []
 
 
 def test_pruning_check_catches_a_typo(isvc_schema: dict[str, Any]) -> None:
