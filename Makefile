@@ -55,8 +55,8 @@ format: install ## Apply ruff's formatter and fixes
 	.venv/bin/ruff format .
 	.venv/bin/ruff check --fix .
 
-demo: install ## The whole loop on the embedded default (kfp.local, local store, SQLite MLflow)
-	.venv/bin/churn pipeline run --local
+demo: install ## The whole loop locally: train + register (kfp.local, SQLite MLflow), serve, predict
+	scripts/demo.sh
 
 bench: install ## Serving benchmark: churn serve (KServe) beside MLServer 1.7.1 -> bench/results/
 	.venv/bin/python bench/run.py $(BENCH_ARGS)
