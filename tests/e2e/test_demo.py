@@ -34,6 +34,7 @@ def quick_config(path: Path) -> Path:
     source = REPO / "model_config.yaml"
     raw = yaml.safe_load(expand_env(source.read_text(), source))
     raw["data"]["synthetic_rows"] = 1500
+    raw["models"]["enabled"] = ["logistic", "xgboost"]  # all three: test_pipeline_local
     raw["models"]["xgboost"].update({"max_n_estimators": 60, "early_stopping_rounds": 10})
     raw["models"]["mlp"]["epochs"] = 3
     raw["evaluation"].update({"cv_folds": 3, "cv_repeats": 1})
