@@ -17,13 +17,14 @@ wall time of each stage and the total.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import re
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import urlparse
 
 from churn_core.settings import Settings
@@ -44,6 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--config", default=None, help="model_config.yaml (CHURN_CONFIG_PATH)")
     run.add_argument(
         "--no-register", action="store_true", help="skip MLflow (bundle version = content hash)"
+    )
+    run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="stream kfp.local's full output (default: <artifact root>/kfp/last-run.log)",
     )
     comp = sub.add_parser("compile", help="compile churn-training to IR YAML")
     comp.add_argument("--config", default=None, help="model_config.yaml (CHURN_CONFIG_PATH)")
@@ -76,7 +82,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if not args.local:
         print("churn pipeline run: only --local is supported here; use `submit` for a cluster")
         return 2
-    return run_local(settings, config, source=args.source, register=not args.no_register)
+    return run_local(
+        settings, config, source=args.source, register=not args.no_register, verbose=args.verbose
+    )
 
 
 def _compile(args: argparse.Namespace, config: Any) -> int:
@@ -174,8 +182,10 @@ class _StageClock(logging.Filter):
     _START = re.compile(r"Executing task '?([\w\-]+)'?")
     _END = re.compile(r"Task '?([\w\-]+)'? finished with status")
 
-    def __init__(self) -> None:
+    def __init__(self, progress: TextIO | None = None) -> None:
         super().__init__()
+        self.progress = progress
+        self.t0 = time.perf_counter()
         self.started: dict[str, float] = {}
         self.seconds: dict[str, float] = {}
 
@@ -184,15 +194,33 @@ class _StageClock(logging.Filter):
         now = time.perf_counter()
         if m := self._START.search(text):
             self.started[m.group(1)] = now
+            self._say(now, f"{m.group(1)} ...")
         elif (m := self._END.search(text)) and m.group(1) in self.started:
             self.seconds[m.group(1)] = now - self.started[m.group(1)]
+            status = "done" if "SUCCESS" in text else "FAILED"
+            self._say(now, f"{m.group(1)} {status} in {self.seconds[m.group(1)]:.1f} s")
         return True
+
+    def _say(self, now: float, what: str) -> None:
+        if self.progress is not None:
+            print(f"[{now - self.t0:6.1f} s] {what}", file=self.progress, flush=True)
 
 
 def run_local(
-    settings: Settings, config: Any, *, source: str | None = None, register: bool = True
+    settings: Settings,
+    config: Any,
+    *,
+    source: str | None = None,
+    register: bool = True,
+    verbose: bool = False,
 ) -> int:
-    """Run churn-training through kfp.local; print the time per stage and the total."""
+    """Run churn-training through kfp.local; print the time per stage and the total.
+
+    kfp.local prints every component's executor input and outputs (thousands of
+    lines); unless `verbose`, that goes to `<artifact root>/kfp/last-run.log`
+    and the terminal shows one progress line per stage, and the log's tail when
+    a stage fails.
+    """
     from kfp import local
 
     from churn_components.register import absolute_tracking_uri
@@ -210,10 +238,18 @@ def run_local(
         pipeline_root=str(root / "kfp"),
         raise_on_error=True,
     )
-    clock = _StageClock()
+    log_path = root / "kfp" / "last-run.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    clock = _StageClock(progress=None if verbose else sys.stderr)
     logging.getLogger().addFilter(clock)
     try:
-        with warnings.catch_warnings():
+        with contextlib.ExitStack() as stack:
+            if not verbose:
+                # kfp.local's handler and the streamed component logs write to sys.stdout
+                log_file = stack.enter_context(open(log_path, "w"))
+                stack.enter_context(contextlib.redirect_stdout(log_file))
+                print(f"kfp.local output: {log_path}", file=sys.stderr, flush=True)
+            stack.enter_context(warnings.catch_warnings())
             # resource requests are for the cluster; kfp.local warns that it ignores them
             warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
             task = build_pipeline(config)(
@@ -221,6 +257,11 @@ def run_local(
                 artifact_store=str(root),
                 tracking_uri=tracking_uri,
             )
+    except Exception:
+        if not verbose:
+            tail = log_path.read_text(errors="replace").splitlines()[-60:]
+            print("\n".join(["", f"--- last lines of {log_path} ---", *tail]), file=sys.stderr)
+        raise
     finally:
         logging.getLogger().removeFilter(clock)
     total = time.perf_counter() - started

@@ -44,6 +44,12 @@ def test_pipeline_runs_locally_on_synthetic_data(
         assert re.search(rf"^\s+{stage}\s+\d+\.\d s$", out, re.M), stage
     assert re.search(r"total \(wall\)\s+\d+\.\d s", out)
     assert "[SYNTHETIC DATA]" in out
+    # one progress line per stage on the terminal; kfp.local's full output in a log file
+    for stage in PIPELINE_TASKS:
+        assert re.search(rf"^\[\s*\d+\.\d s\] {stage} done in \d+\.\d s$", err, re.M), stage
+    assert "Got executor_input" not in out + err
+    log = (tmp_path / "artifacts" / "kfp" / "last-run.log").read_text()
+    assert log.count("Got executor_input") == len(PIPELINE_TASKS)
 
     bundle = tmp_path / "artifacts" / "bundles" / "churn" / "1"
     meta = verify_bundle(bundle)
