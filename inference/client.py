@@ -20,6 +20,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 import requests
@@ -155,6 +156,11 @@ class V2Client:
     """
 
     def __init__(self, url: str, model: str = "churn", timeout: float = 30.0) -> None:
+        parsed = urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise InvalidInput(f"server URL must be http(s)://<host>:<port>, got {url!r}")
+        if not timeout > 0:
+            raise InvalidInput(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.url = url.rstrip("/")
         self.model = model
         self.timeout = timeout

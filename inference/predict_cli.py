@@ -100,6 +100,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.sample is not None and args.sample < 1:
         raise InvalidInput(f"--sample must be at least 1, got {args.sample}")
+    url = args.url or f"http://127.0.0.1:{settings.http_port}"
+    client = V2Client(url, args.model or settings.model_name, timeout=args.timeout)
     if args.input:
         frame = read_customers(
             read_uri(args.input, settings.azure_storage_connection_string or None), args.input
@@ -109,8 +111,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         frame, synthetic = sample_customers(settings, args.sample, args.seed)
     if synthetic:
         announce(f"{len(frame)} customers sent to the server are synthetic")
-    url = args.url or f"http://127.0.0.1:{settings.http_port}"
-    client = V2Client(url, args.model or settings.model_name, timeout=args.timeout)
     scored = client.score(frame, explain=args.explain)
     ids = (
         frame[ID_COLUMN].tolist()

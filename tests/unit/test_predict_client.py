@@ -7,7 +7,14 @@ import pytest
 from churn_components.contract import FEATURE_COLUMNS, FEATURE_NAMES, Categorical
 from churn_components.synthetic import generate_csv_bytes
 from churn_core.errors import InvalidInput
-from churn_inference.client import Scored, format_table, read_customers, v2_inputs, v2_request
+from churn_inference.client import (
+    Scored,
+    V2Client,
+    format_table,
+    read_customers,
+    v2_inputs,
+    v2_request,
+)
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +85,18 @@ def test_table_layout():
         "       -> Offer a contract.",
         "B-22                    0.050     no      No",
     ]
+
+
+@pytest.mark.parametrize(
+    ("url", "timeout", "named"),
+    [
+        ("notaurl", 30.0, "'notaurl'"),
+        ("ftp://127.0.0.1:8080", 30.0, "'ftp://127.0.0.1:8080'"),
+        ("http://", 30.0, "'http://'"),
+        ("http://127.0.0.1:8080", 0.0, "0.0"),
+        ("http://127.0.0.1:8080", -1.0, "-1.0"),
+    ],
+)
+def test_a_bad_url_or_timeout_is_refused_naming_the_value(url, timeout, named):
+    with pytest.raises(InvalidInput, match=r"(URL|timeout).*" + named.replace(".", r"\.")):
+        V2Client(url, timeout=timeout)
