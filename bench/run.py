@@ -636,7 +636,8 @@ def main() -> int:
         return 0
     os.environ["OMP_NUM_THREADS"] = "1"
 
-    from tests.fixtures.bundles import build_bundle, customers, real_data_path, split
+    from tests.fixtures.bundles import build_bundle, customers, split
+    from tests.fixtures.data import real_csv_path
 
     work = Path(tempfile.mkdtemp(prefix="churn-bench-"))
     train, held_out = split(customers(rows=7043, seed=11, real=True))
@@ -664,7 +665,7 @@ def main() -> int:
             "path": str(bundle),
             "kind": meta.get("kind"),
             "trees": _trees(model),
-            "data": "real" if real_data_path() else "synthetic",
+            "data": "real" if real_csv_path() else "synthetic",
         },
         "settings": vars(args)
         | {"bundle": str(args.bundle) if args.bundle else None, "out": str(args.out)},
