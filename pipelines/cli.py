@@ -80,8 +80,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.pipeline_command == "submit":
         return _submit(args, settings, config)
     if not args.local:
-        print("churn pipeline run: only --local is supported here; use `submit` for a cluster")
-        return 2
+        from churn_core.errors import InvalidInput
+
+        raise InvalidInput(
+            "churn pipeline run: only --local is supported; use `submit` for a cluster"
+        )
     return run_local(
         settings, config, source=args.source, register=not args.no_register, verbose=args.verbose
     )

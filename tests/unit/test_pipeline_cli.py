@@ -43,7 +43,8 @@ def test_missing_local_source_generates_synthetic_data_loudly(
 
 def test_run_needs_local(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["pipeline", "run"]) == 2
-    assert "only --local" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "only --local" in err and out == ""
 
 
 def test_submit_without_endpoint_names_the_setting(capsys: pytest.CaptureFixture[str]) -> None:
