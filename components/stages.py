@@ -29,6 +29,7 @@ import pandas as pd
 
 from churn_components.contract import ID_COLUMN
 from churn_components.synthetic import announce, is_synthetic
+from churn_core.store import sha256_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +46,6 @@ METADATA = "metadata.json"
 
 
 # -- small file helpers ---------------------------------------------------------------
-
-
-def sha256_bytes(data: bytes) -> str:
-    """Hex sha256."""
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> str:
