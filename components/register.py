@@ -66,6 +66,9 @@ def client_for(tracking_uri: str) -> Any:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+_NO_SUCH_ALIAS = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
+
+
 def champion_metrics(client: Any, name: str) -> tuple[dict[str, float] | None, str | None]:
     """CV metrics recorded by the run of the current champion, and its version."""
     from mlflow.exceptions import MlflowException
@@ -73,6 +76,12 @@ def champion_metrics(client: Any, name: str) -> tuple[dict[str, float] | None, s
     try:
         version = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException as err:
+        # only "no such model / alias" means no champion; an unreachable or failing registry
+        # must not let the gate promote a challenger it could not compare
+        if err.error_code not in _NO_SUCH_ALIAS:
+            raise StoreError(
+                f"registry {client.tracking_uri}: cannot read the {CHAMPION} of {name!r}: {err}"
+            ) from err
         logger.info("registry: no %s for %s yet (%s)", CHAMPION, name, err.error_code)
         return None, None
     metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}

@@ -104,3 +104,23 @@ def test_download_bundle_unknown_alias_is_not_found(mlflow_server: str, tmp_path
 
     with pytest.raises(NotFound, match="models:/no-such-model@champion"):
         download_bundle("models:/no-such-model@champion", tmp_path, mlflow_server)
+
+
+def test_no_champion_only_when_the_registry_says_so(
+    mlflow_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from churn_components.register import champion_metrics, client_for
+    from churn_core.errors import StoreError
+    from tests.fixtures.ports import free_port
+
+    client = client_for(mlflow_server)
+    assert champion_metrics(client, "churn-never-registered") == (None, None)
+    client.create_registered_model("churn-without-champion")
+    assert champion_metrics(client, "churn-without-champion") == (None, None)
+
+    # an unreachable registry is an error, not "no champion" (which would promote anything)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    down = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(StoreError, match=f"registry {down}: cannot read the champion"):
+        champion_metrics(client_for(down), "churn")
