@@ -225,10 +225,24 @@ def publish_bundle(
     version: str,
     connection_string: str | None = None,
 ) -> str:
-    """Copy a bundle to the artifact store under ``bundles/<name>/<version>/``; its URI."""
+    """Copy a bundle to the artifact store under ``bundles/<name>/<version>/``; its URI.
+
+    A version already published with a different model (a registry reset against an
+    old store, two registries sharing one store) is refused, never overwritten.
+    """
+    from churn_core.bundle import METADATA, read_metadata
+    from churn_core.errors import StoreError
     from churn_core.store import open_store
 
     store = open_store(store_uri, connection_string or None)
     prefix = f"bundles/{name}/{version}"
+    if store.exists(f"{prefix}/{METADATA}"):
+        stored = json.loads(store.get_bytes(f"{prefix}/{METADATA}")).get("files", {})
+        ours = read_metadata(local_dir)["files"]
+        if stored.get(MODEL) != ours[MODEL]:
+            raise StoreError(
+                f"{store.uri(prefix)} already holds another model (version {version!r} of "
+                f"{name!r}, {MODEL} sha256 {stored.get(MODEL)}); refusing to overwrite it"
+            )
     store.put_dir(local_dir, prefix)
     return store.uri(prefix)
