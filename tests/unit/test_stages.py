@@ -280,6 +280,10 @@ def test_dvc_yaml_runs_the_cli_stages_in_order():
     assert dvc["preprocess"]["deps"][0] == dvc["validate"]["outs"][0] == cli.VALIDATED_DIR
     assert dvc["features"]["deps"][0] == dvc["preprocess"]["outs"][0] == cli.SPLIT_DIR
     assert dvc["features"]["outs"][0] == cli.FEATURES_DIR
+    # the run_* wrappers live in stages.py: a change there reruns every stage
+    assert all(
+        "components/stages.py" in dvc[s]["deps"] for s in ("validate", "preprocess", "features")
+    )
     params = {p for s in dvc.values() for f in s.get("params", []) for p in f["model_config.yaml"]}
     assert params == {
         "data.max_rejected_share",
