@@ -12,8 +12,6 @@ from churn_core.settings import Settings
 
 HELP = "Serve the churn model over KServe v2 REST + gRPC (and v1), with its explainer"
 
-DEFAULT_MODEL_URI = "models:/churn@champion"
-
 logger = logging.getLogger(__name__)
 
 
@@ -24,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--model-uri",
         help="bundle path, az:// or https blob URI, or models:/<name>@<alias> "
-        f"(CHURN_MODEL_URI; default {DEFAULT_MODEL_URI})",
+        "(CHURN_MODEL_URI; default models:/<registry.model_name>@champion)",
     )
     parser.add_argument("--name", help="served model name (CHURN_MODEL_NAME; default churn)")
     parser.add_argument("--host", help="address to bind (CHURN_HOST; default 127.0.0.1)")
@@ -41,10 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _model_uri(args: argparse.Namespace, settings: Settings) -> str:
+def model_uri(args: argparse.Namespace, settings: Settings, registered_name: str) -> str:
+    """The bundle to serve: --bundle, --model-uri, CHURN_MODEL_URI, else the registry champion."""
     if args.bundle:
         return str(Path(args.bundle).resolve())
-    return str(args.model_uri or settings.model_uri or DEFAULT_MODEL_URI)
+    return str(args.model_uri or settings.model_uri or f"models:/{registered_name}@champion")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -75,7 +74,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             settings.workers,
         )
     name = args.name or settings.model_name
-    uri = _model_uri(args, settings)
+    uri = model_uri(args, settings, config.registry.model_name)
     predictor = ChurnPredictor(
         name,
         uri,
