@@ -46,10 +46,15 @@ def test_selected_model_meets_the_target(real_training: RealTraining, metric: st
     )
 
 
+LEAKAGE_AUC = 0.88  # published results on this data are 0.84-0.85: above this is leakage
+
+
 def test_no_candidate_is_implausibly_good(real_training: RealTraining) -> None:
-    limit = real_training.config.evaluation.max_plausible_auc
+    # a fixed bound, not the configured one: the pipeline's own guard already refused
+    # anything above evaluation.max_plausible_auc, so that bound could not fail here
+    assert real_training.config.evaluation.max_plausible_auc <= LEAKAGE_AUC
     for kind, s in real_training.summaries.items():
-        assert s["cv"]["roc_auc"] <= limit and s["test"]["roc_auc"] <= limit, kind
+        assert s["cv"]["roc_auc"] <= LEAKAGE_AUC and s["test"]["roc_auc"] <= LEAKAGE_AUC, kind
 
 
 def test_same_seed_gives_identical_metrics(real_training: RealTraining) -> None:
