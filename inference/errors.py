@@ -39,11 +39,12 @@ def to_kserve(err: ChurnError, model_name: str) -> Exception:
         not_ready.reason = str(not_ready)  # KServe's gRPC interceptor reads .reason
         return not_ready
     if isinstance(err, NotFound):
-        return kerr.InvalidInput(str(err)) if status_of(err) == 400 else _not_found(str(err))
+        return kerr.InvalidInput(str(err)) if status_of(err) == 400 else model_not_found(str(err))
     return kerr.InferenceError(str(err))
 
 
-def _not_found(message: str) -> Exception:
+def model_not_found(message: str) -> Exception:
+    """KServe's 404 (REST) / NOT_FOUND (gRPC) answer, with `message` as its text."""
     from kserve import errors as kerr
 
     found = kerr.ModelNotFound()

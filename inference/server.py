@@ -9,7 +9,13 @@ default), and:
   "not ready" instead of 404 or a server that refuses to start, and server
   readiness (`/v2/health/ready`, gRPC ServerReady) is true only when every
   model is ready, as the Open Inference Protocol says;
-* adds the model versions to the v2 model metadata;
+* adds the model versions to the v2 model metadata, and answers the
+  versioned v2 routes (`/v2/models/{name}/versions/{version}`, `.../ready`,
+  `.../infer`) for the version it serves: KServe 0.20's own metadata and
+  ready routes answer any version with 501 "not supported", and its infer
+  route ignores the version; here a version the model does not serve is a
+  404 naming the served ones. `/v2/` (the Open Inference Protocol spec's
+  server-metadata path) is served like `/v2`, not redirected;
 * (`fast_rest`, on by default) serves the v2 REST `infer` route with a lean
   handler in front of KServe's own: the same URL, protocol, `InferRequest`
   parsing (`InferRequest.from_bytes`, which handles JSON and the binary
@@ -45,7 +51,7 @@ from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.infer_type import InferRequest
 from kserve.protocol.rest.server import RESTServer
 
-from churn_inference.errors import install_rest_handlers
+from churn_inference.errors import install_rest_handlers, model_not_found
 
 logger = logging.getLogger(__name__)
 
@@ -138,9 +144,50 @@ def _binary_culprit(parsed: dict[str, Any], body: bytes, offset: int) -> str:
     return ""
 
 
+def _check_version(dataplane: DataPlane, model_name: str, version: str | None) -> None:
+    """404 unless `model_name` serves `version` (None: no version asked; [] versions: unknown).
+
+    A model without a bundle (refused, loading) knows no version; it answers
+    503 "not ready" on the routes that follow instead of a 404 here.
+    """
+    model = dataplane.get_model_from_registry(model_name)  # unknown model: 404
+    if version is None:
+        return
+    served = [str(v) for v in getattr(model, "versions", None) or []]
+    if served and version not in served:
+        raise model_not_found(
+            f"model {model_name!r} has no version {version!r}; it serves {', '.join(served)}"
+        )
+
+
+def _register_versioned_routes(app: FastAPI, dataplane: DataPlane) -> None:
+    """The v2 model metadata and readiness routes with a version, and `/v2/`."""
+
+    async def metadata(request: Request) -> Response:
+        model_name = request.path_params["model_name"]
+        _check_version(dataplane, model_name, request.path_params["model_version"])
+        meta = await dataplane.model_metadata(model_name)
+        return Response(orjson.dumps(meta), media_type=_JSON)
+
+    async def ready(request: Request) -> Response:
+        model_name = request.path_params["model_name"]
+        _check_version(dataplane, model_name, request.path_params["model_version"])
+        if not await dataplane.model_ready(model_name):
+            raise ModelNotReady(model_name)
+        return Response(orjson.dumps({"name": model_name, "ready": True}), media_type=_JSON)
+
+    async def server_metadata(_: Request) -> Response:
+        return Response(orjson.dumps(dataplane.metadata()), media_type=_JSON)
+
+    app.add_route("/v2/", server_metadata, methods=["GET"])
+    app.add_route("/v2/models/{model_name}/versions/{model_version}", metadata, methods=["GET"])
+    app.add_route("/v2/models/{model_name}/versions/{model_version}/ready", ready, methods=["GET"])
+
+
 def _register_fast_infer(app: FastAPI, dataplane: DataPlane) -> None:
     async def infer(request: Request) -> Response:
         model_name = request.path_params["model_name"]
+        _check_version(dataplane, model_name, request.path_params.get("model_version"))
         if not await dataplane.model_ready(model_name, True):
             raise ModelNotReady(model_name)
         body = await request.body()
@@ -209,6 +256,7 @@ class ChurnRESTServer(RESTServer):
             super()._add_middlewares(app)
 
     def _register_endpoints(self, app: FastAPI) -> None:
+        _register_versioned_routes(app, self.dataplane)
         if self.fast_rest:
             _register_fast_infer(app, self.dataplane)
         super()._register_endpoints(app)

@@ -428,3 +428,55 @@ def test_grpc_bad_requests(model_server, base):
             good = stub.ModelInfer(v2_request(base).to_grpc(), timeout=30)
             assert good.model_version == "7"
         assert stub.ServerLive(pb.ServerLiveRequest(), timeout=5).live
+
+
+# -- the versioned v2 routes (found by the OpenAPI conformance test) ---------------------
+
+
+@pytest.mark.parametrize("model", ["churn", "churn-explainer"])
+def test_versioned_metadata_and_ready_answer_the_served_version(model_server, base, model):
+    # KServe 0.20's own routes answered any version with 501 "not supported yet"
+    url = f"{model_server.url}/v2/models/{model}/versions/7"
+    meta = requests.get(url, timeout=10)
+    assert meta.status_code == 200, meta.text
+    assert meta.json()["name"] == model and meta.json()["versions"] == ["7"]
+    assert meta.json() == requests.get(f"{model_server.url}/v2/models/{model}", timeout=10).json()
+    ready = requests.get(f"{url}/ready", timeout=10)
+    assert ready.status_code == 200, ready.text
+    assert ready.json() == {"name": model, "ready": True}
+    assert_still_serving(model_server, base)
+
+
+@pytest.mark.parametrize("suffix", ["", "/ready"])
+def test_unserved_version_is_404_naming_the_served_one(model_server, base, suffix):
+    r = requests.get(f"{model_server.url}/v2/models/churn/versions/8{suffix}", timeout=10)
+    assert r.status_code == 404, r.text
+    assert r.json()["error"] == "model 'churn' has no version '8'; it serves 7"
+    assert_still_serving(model_server, base)
+
+
+def test_infer_with_unserved_version_is_404(model_server, base):
+    r = requests.post(
+        f"{model_server.url}/v2/models/churn/versions/8/infer", json=v2_body(base), timeout=30
+    )
+    assert r.status_code == 404, r.text
+    assert "no version '8'" in r.json()["error"]
+    ok = requests.post(
+        f"{model_server.url}/v2/models/churn/versions/7/infer", json=v2_body(base), timeout=30
+    )
+    assert ok.status_code == 200 and ok.json()["model_version"] == "7"
+
+
+def test_unknown_model_with_version_is_404(model_server, base):
+    for suffix in ("", "/ready"):
+        r = requests.get(f"{model_server.url}/v2/models/nope/versions/7{suffix}", timeout=10)
+        assert r.status_code == 404 and "nope" in r.json()["error"], r.text
+    assert_still_serving(model_server, base)
+
+
+def test_server_metadata_with_trailing_slash_is_not_redirected(model_server):
+    # the OpenAPI spec's path is /v2/; KServe serves /v2 and redirected /v2/ with a 307
+    r = requests.get(f"{model_server.url}/v2/", timeout=10, allow_redirects=False)
+    assert r.status_code == 200, r.text
+    assert r.json() == requests.get(f"{model_server.url}/v2", timeout=10).json()
+    assert set(r.json()) == {"name", "version", "extensions"}
