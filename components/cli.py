@@ -21,9 +21,12 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from churn_core.settings import Settings
+
+if TYPE_CHECKING:
+    from churn_core.config import ChurnConfig
 
 HELP = "data stages: synthesize, ingest, validate, preprocess, features, all"
 
@@ -31,6 +34,12 @@ INGEST_DIR = "data/interim/ingest"
 VALIDATED_DIR = "data/interim/validated"
 SPLIT_DIR = "data/processed/split"
 FEATURES_DIR = "data/processed/features"
+STAGE_DIRS = {
+    "ingest": INGEST_DIR,
+    "validate": VALIDATED_DIR,
+    "preprocess": SPLIT_DIR,
+    "features": FEATURES_DIR,
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,7 +88,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run one data subcommand; print its metadata as JSON."""
-    from churn_components import stages
     from churn_core.config import load_config
 
     config = load_config(args.config or settings.config_path)
@@ -96,60 +104,43 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     if command == "all":
         root = Path(args.root)
-        dirs = {
-            "ingest": root / "interim" / "ingest",
-            "validate": root / "interim" / "validated",
-            "preprocess": root / "processed" / "split",
-            "features": root / "processed" / "features",
-        }
+        upstream: str | Path = _source(args, settings)
         timings: dict[str, float] = {}
         metas: dict[str, Any] = {}
-        for name, call in (
-            (
-                "ingest",
-                lambda: stages.run_ingest(_source(args, settings), dirs["ingest"], connection),
-            ),
-            (
-                "validate",
-                lambda: stages.run_validate(
-                    dirs["ingest"], dirs["validate"], config.data.max_rejected_share
-                ),
-            ),
-            (
-                "preprocess",
-                lambda: stages.run_preprocess(
-                    dirs["validate"], dirs["preprocess"], config.split.test_size, config.split.seed
-                ),
-            ),
-            (
-                "features",
-                lambda: stages.run_features(
-                    dirs["preprocess"], dirs["features"], config.features.tenure_bands
-                ),
-            ),
-        ):
+        for name, layout in STAGE_DIRS.items():
+            out = root / Path(layout).relative_to("data")
             started = time.perf_counter()
-            metas[name] = call()
+            metas[name] = _run_stage(name, upstream, out, config, connection)
             timings[name] = round(time.perf_counter() - started, 3)
-            _publish(args, name, dirs[name], metas[name], connection)
+            _publish(args, name, out, metas[name], connection)
+            upstream = out
         timings["total"] = round(sum(timings.values()), 3)
         _emit({"seconds": timings, "synthetic": metas["features"]["synthetic"], "stages": metas})
         return 0
 
     out = Path(args.out)
-    if command == "ingest":
-        meta = stages.run_ingest(_source(args, settings), out, connection)
-    elif command == "validate":
-        meta = stages.run_validate(args.input, out, config.data.max_rejected_share)
-    elif command == "preprocess":
-        meta = stages.run_preprocess(args.input, out, config.split.test_size, config.split.seed)
-    elif command == "features":
-        meta = stages.run_features(args.input, out, config.features.tenure_bands)
-    else:  # pragma: no cover - argparse restricts the choices
-        raise AssertionError(command)
+    upstream = _source(args, settings) if command == "ingest" else args.input
+    meta = _run_stage(command, upstream, out, config, connection)
     _publish(args, command, out, meta, connection)
     _emit(meta)
     return 0
+
+
+def _run_stage(
+    name: str, upstream: str | Path, out: Path, config: ChurnConfig, connection: str | None
+) -> dict[str, Any]:
+    """One stage from its upstream (the source URI for ingest, else a stage folder) to `out`."""
+    from churn_components import stages
+
+    if name == "ingest":
+        return stages.run_ingest(str(upstream), out, connection)
+    if name == "validate":
+        return stages.run_validate(upstream, out, config.data.max_rejected_share)
+    if name == "preprocess":
+        return stages.run_preprocess(upstream, out, config.split.test_size, config.split.seed)
+    if name == "features":
+        return stages.run_features(upstream, out, config.features.tenure_bands)
+    raise AssertionError(name)  # pragma: no cover - argparse restricts the choices
 
 
 def _source(args: argparse.Namespace, settings: Settings) -> str:
