@@ -4,15 +4,18 @@ The spec is KServe's `rest_predict_v2.yaml` (`../shared/specs/kserve/`, or
 `CHURN_SPECS_DIR`), read at test time: a local run without it skips, a CI run
 fails. schemathesis generates requests for every operation of the spec, the
 path parameters bound to what the server serves (`churn`, `churn-explainer`,
-the bundle's version), and checks each answer: never a 5xx, a status code and
-content type the spec declares for the operation, and a body that conforms to
-the spec's schema where it defines one (200 and 400 bodies). Afterwards the
-server must still answer a valid inference with 200, and that answer must
-conform too.
+the bundle's version): requests valid per the spec for all six operations,
+bodies the spec forbids for `infer`, and valid bodies with one tensor fuzzed
+(the only requests that reach the value checks and the model). Every answer
+is checked: never a 5xx, a status code and content type the spec declares
+for the operation, and a body that conforms to the spec's schema where it
+defines one (200 and 400 bodies). Afterwards the server must still answer a
+valid inference with 200, and that answer must conform too. The cases are
+derandomized: the same ones on every run.
 
-Where the spec disagrees with itself or with the protocol it documents, the
-spec is patched here, each patch with its reason (`SPEC_PATCHES`); no
-operation is excluded.
+No operation is excluded. Where the spec cannot be used as published, the
+test says why: its path templates are fixed (`patched_spec`), and negative
+path parameters are not generated (`test_invalid_inference_bodies_are_400`).
 """
 
 from __future__ import annotations
@@ -26,21 +29,19 @@ from typing import Any
 
 import pytest
 import requests
+import schemathesis
 import yaml
-
-from tests.fixtures.model_server import v2_body
-
-pytestmark = pytest.mark.integration
-
-schemathesis = pytest.importorskip("schemathesis")
-
-from hypothesis import HealthCheck  # noqa: E402  (after the importorskip)
-from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.specs.openapi.checks import (  # noqa: E402
+from hypothesis import HealthCheck
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
+
+from tests.fixtures.model_server import v2_body
+
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = (
@@ -170,6 +171,77 @@ def test_invalid_inference_bodies_are_400(oip_schema, served_version):
     seen = run_all([(strategy, operation.label)])
     assert {status for _, status in seen} == {400}
     assert len(seen) >= 10
+
+
+DATATYPES = (
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "FP32", "FP64", "BYTES",
+)  # fmt: skip
+
+
+def tensor_edits() -> Any:
+    """One input tensor of a valid body replaced by a spec-valid `request_input` of any value.
+
+    schemathesis' own bodies never carry the model's nineteen inputs, so they
+    stop at the first structural check; these reach the value checks and the
+    model: the spec's `tensor_data` (nested lists of numbers, strings,
+    booleans), any datatype the protocol names, any integer shape.
+    """
+    from hypothesis import strategies as st
+
+    scalars = st.one_of(
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.floats(allow_nan=False, allow_infinity=False),  # JSON has no NaN or Infinity
+        st.text(max_size=12),
+        st.booleans(),
+    )
+    data = st.lists(st.recursive(scalars, lambda kids: st.lists(kids, max_size=3)), max_size=4)
+    return st.fixed_dictionaries(
+        {
+            "column": st.integers(min_value=0),
+            "model": st.sampled_from(MODELS),
+            "data": data,
+            "shape": st.one_of(
+                st.just(None), st.lists(st.integers(min_value=-3, max_value=2**40), max_size=3)
+            ),
+            "datatype": st.one_of(st.just(None), st.sampled_from(DATATYPES)),
+        }
+    )
+
+
+def test_fuzzed_tensor_values_conform(oip_schema, served_version, customer_split):
+    """Valid bodies with one tensor fuzzed: never a 5xx; 200 or 400 bodies per the spec."""
+    from hypothesis import given, settings
+
+    frame = customer_split[1].iloc[:1]
+    operation = oip_schema[INFER]["POST"]
+    seen: Counter[int] = Counter()
+
+    @settings(
+        max_examples=MAX_EXAMPLES * 2,
+        database=None,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(edit=tensor_edits())
+    def run(edit: dict[str, Any]) -> None:
+        body = v2_body(frame)
+        tensor = body["inputs"][edit["column"] % len(body["inputs"])]
+        tensor["data"] = edit["data"]
+        tensor["shape"] = edit["shape"] if edit["shape"] is not None else [len(edit["data"])]
+        tensor["datatype"] = edit["datatype"] or tensor["datatype"]
+        case = operation.Case(
+            path_parameters={"MODEL_NAME": edit["model"], "MODEL_VERSION": served_version},
+            body=body,
+            media_type="application/json",
+        )
+        response = case.call(timeout=30)
+        seen[response.status_code] += 1
+        case.validate_response(response, checks=CHECKS)
+
+    run()
+    assert set(seen) <= {200, 400} and seen[400] >= MAX_EXAMPLES // 2, seen
 
 
 def test_still_serves_after_fuzzing(model_server, oip_schema, served_version, customer_split):
