@@ -122,5 +122,6 @@ def test_no_champion_only_when_the_registry_says_so(
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     down = f"http://127.0.0.1:{free_port()}"
+    offline = MlflowClient(tracking_uri=down, registry_uri=down)  # no global URI changed
     with pytest.raises(StoreError, match=f"registry {down}: cannot read the champion"):
-        champion_metrics(client_for(down), "churn")
+        champion_metrics(offline, "churn")

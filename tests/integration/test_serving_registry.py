@@ -23,7 +23,7 @@ def test_serves_the_champion_from_the_registry(mlflow_server, bundle_dir, custom
     mlflow.set_experiment("serving-tests")
     with mlflow.start_run():
         register_bundle(
-            MlflowClient(mlflow_server),
+            MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server),
             bundle_dir("xgboost"),
             name,
             expected_version=1,
