@@ -46,3 +46,11 @@ class StoreError(ChurnError):
 
 class BundleIntegrityError(ChurnError):
     """A model bundle whose files do not match their recorded sha256."""
+
+
+class BundleUnusable(ChurnError):
+    """A bundle that passed its sha256 check but cannot be served by this code.
+
+    Not a churn model, or one this code version cannot run: the server stays
+    not ready rather than answering 500s.
+    """

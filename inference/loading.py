@@ -21,7 +21,7 @@ import numpy as np
 
 from churn_core.bundle import MODEL, load_model
 from churn_core.config import ExplainerConfig
-from churn_core.errors import InvalidInput, NotFound
+from churn_core.errors import BundleUnusable, NotFound
 from churn_inference.explainer import Explainer, load_background
 from churn_inference.schema import InputSpec, input_specs
 from churn_inference.trees import accelerate
@@ -80,12 +80,12 @@ def _self_test(model: Any, uri: str) -> None:
     try:
         proba = np.asarray(model.predict_proba_columns(_probe()), dtype=np.float64)
     except Exception as err:  # noqa: BLE001 - any failure means the bundle cannot be served
-        raise InvalidInput(
+        raise BundleUnusable(
             f"{uri}: the bundle does not run with this code version "
             f"({type(err).__name__}: {err}); re-train or serve it with the code that wrote it"
         ) from err
     if proba.shape != (1,) or not (0.0 <= float(proba[0]) <= 1.0):
-        raise InvalidInput(f"{uri}: self-test prediction {proba!r} is not one probability")
+        raise BundleUnusable(f"{uri}: self-test prediction {proba!r} is not one probability")
 
 
 def open_bundle(
@@ -98,7 +98,7 @@ def open_bundle(
     Raises:
         churn_core.errors.BundleIntegrityError: a file does not match its recorded sha256.
         NotFound: nothing at `uri`.
-        InvalidInput: the bundle is not a churn model bundle.
+        BundleUnusable: not a churn model bundle, or one this code cannot run.
     """
     config = explainer_config or ExplainerConfig()
     with tempfile.TemporaryDirectory(prefix="churn-bundle-") as tmp:
@@ -106,11 +106,11 @@ def open_bundle(
         try:
             model, meta = load_model(local)
         except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as err:
-            raise InvalidInput(f"{uri}: {MODEL} cannot be loaded: {err}") from err
+            raise BundleUnusable(f"{uri}: {MODEL} cannot be loaded: {err}") from err
         for attr in ("features", "estimator", "predict_proba_columns"):
             if not hasattr(model, attr):
                 kind = type(model).__name__
-                raise InvalidInput(f"{uri}: {MODEL} holds a {kind}, not a ChurnModel")
+                raise BundleUnusable(f"{uri}: {MODEL} holds a {kind}, not a ChurnModel")
         _self_test(model, uri)
         background = load_background(local, meta)
     check = model.features.transform_columns(_probe())
