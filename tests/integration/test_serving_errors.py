@@ -299,24 +299,20 @@ def test_v2_rest_bad_request(model_server, base, model, make, status, pattern):
     assert_still_serving(model_server, base)
 
 
-def test_body_not_json(model_server, base):
-    r = requests.post(
-        f"{model_server.url}/v2/models/churn/infer",
-        data=b"{not json",
-        headers={"content-type": "application/json"},
-        timeout=30,
+def post_raw(server, data: bytes, headers: dict[str, str]) -> requests.Response:
+    return requests.post(
+        f"{server.url}/v2/models/churn/infer", data=data, headers=headers, timeout=30
     )
+
+
+def test_body_not_json(model_server, base):
+    r = post_raw(model_server, b"{not json", {"content-type": "application/json"})
     assert r.status_code == 400 and "not valid JSON" in r.json()["error"]
     assert_still_serving(model_server, base)
 
 
 def test_binary_header_longer_than_body(model_server, base):
-    r = requests.post(
-        f"{model_server.url}/v2/models/churn/infer",
-        data=b'{"inputs": []}',
-        headers={"inference-header-content-length": "999"},
-        timeout=30,
-    )
+    r = post_raw(model_server, b'{"inputs": []}', {"inference-header-content-length": "999"})
     assert r.status_code == 400 and "inference-header-content-length" in r.json()["error"]
     assert_still_serving(model_server, base)
 
@@ -328,12 +324,7 @@ def test_binary_bytes_not_utf8(model_server, base):
     del tensor["data"]
     tensor["parameters"] = {"binary_data_size": len(raw)}
     head = orjson.dumps(body)
-    r = requests.post(
-        f"{model_server.url}/v2/models/churn/infer",
-        data=head + raw,
-        headers={"inference-header-content-length": str(len(head))},
-        timeout=30,
-    )
+    r = post_raw(model_server, head + raw, {"inference-header-content-length": str(len(head))})
     assert r.status_code == 400, r.text
     assert "gender" in r.json()["error"]
     assert_still_serving(model_server, base)
