@@ -4,7 +4,9 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 NODE_STAMP := node_modules/.installed
 LINK_STAMP := .venv/.linked
-PACKAGE_DIRS := core components pipelines inference
+PACKAGE_DIRS := core model components pipelines inference
+# every folder of the import packages: a file added or removed in any of them re-links
+PACKAGE_TREE = $(shell find $(PACKAGE_DIRS) -type d -not -name __pycache__)
 PYTHON ?= python3.11
 PIP_VERSION := 25.3
 # Extra pip arguments for torch alone (e.g. a CPU-only index on a machine without the CPU wheel).
@@ -26,7 +28,7 @@ $(VENV_STAMP): pyproject.toml requirements/constraints.txt
 
 # The strict editable install links each module file: re-link (seconds, no downloads)
 # when a file is added to or removed from an import package.
-$(LINK_STAMP): $(VENV_STAMP) $(PACKAGE_DIRS)
+$(LINK_STAMP): $(VENV_STAMP) $(PACKAGE_TREE)
 	$(PY) -m pip install -q --no-deps -c requirements/constraints.txt -e . --config-settings editable_mode=strict
 	touch $@
 

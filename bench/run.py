@@ -106,7 +106,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def v2_body(frame: Any, mlserver: bool = False) -> dict[str, Any]:
-    from churn_components.contract import FEATURE_COLUMNS, Categorical
+    from churn_model.contract import FEATURE_COLUMNS, Categorical
 
     inputs = []
     for col in FEATURE_COLUMNS:
@@ -181,12 +181,12 @@ def trained_xgboost_bundle(directory: Path, train: Any) -> Path:
     import io
     import pickle
 
-    from churn_components.features import ChurnFeatures
-    from churn_components.model import ChurnModel
-    from churn_components.package import BACKGROUND, input_schema
-    from churn_components.train import fitter, labels
-    from churn_core.bundle import write_bundle
+    from churn_components.registry.package import BACKGROUND, input_schema
+    from churn_components.training.train import fitter, labels
     from churn_core.config import load_config
+    from churn_model.bundle import write_bundle
+    from churn_model.features import ChurnFeatures
+    from churn_model.model import ChurnModel
 
     config = load_config(REPO / "model_config.yaml")
     features = ChurnFeatures(tuple(config.features.tenure_bands)).fit(train)
@@ -282,8 +282,8 @@ def rest_load(url: str, body: str, concurrency: int, args: argparse.Namespace) -
 
 
 def floor(bundle: Path, one: Any, batch: Any, n: int = 3000) -> dict[str, Any]:
-    from churn_components.contract import FEATURE_NAMES
     from churn_inference.loading import open_bundle
+    from churn_model.contract import FEATURE_NAMES
 
     served = open_bundle(str(bundle))
     model = served.model
@@ -361,7 +361,7 @@ def start_mlserver(bundle: Path, workdir: Path) -> tuple[Any, str, str]:
     import joblib
     from churn_sklearn import pipeline_of
 
-    from churn_core.bundle import load_model
+    from churn_model.bundle import load_model
 
     exe = ensure_mlserver_venv()
     model, _ = load_model(bundle)
@@ -653,7 +653,7 @@ def main() -> int:
         held_out.sample(1000, replace=len(held_out) < 1000, random_state=0),
     )
     payloads = Payloads(work, one, batch)
-    from churn_core.bundle import load_model
+    from churn_model.bundle import load_model
 
     model, meta = load_model(bundle)
     check_rows = held_out.iloc[:200]

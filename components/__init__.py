@@ -1,1 +1,1 @@
-"""The pipeline stages: data contract, feature transform, data and training components."""
+"""The pipeline stages by group (data, training, registry): plain functions, thin KFP wrappers."""

@@ -18,7 +18,7 @@ from churn_core.logs import configure_logging
 from churn_core.settings import Settings
 
 SUBCOMMANDS = {
-    "data": "churn_components.cli",
+    "data": "churn_components.data.cli",
     "pipeline": "churn_pipelines.cli",
     "serve": "churn_inference.cli",
     "predict": "churn_inference.predict_cli",

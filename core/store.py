@@ -24,7 +24,7 @@ Atomicity: a reader never sees half an object.
   whole version.
 * A directory (`put_dir`) is not one object: its files are written one by one, each
   atomically, with any ``metadata.json`` written LAST. Readers that treat a bundle as
-  present only once its ``metadata.json`` exists (as `churn_core.bundle` does) never
+  present only once its ``metadata.json`` exists (as `churn_model.bundle` does) never
   see half a bundle.
 
 Integrity: every put returns the content's sha256 and records it: in the blob's
@@ -66,6 +66,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from churn_core.errors import InvalidInput, NotFound, StoreError
+from churn_core.io import TMP_MARK, sha256_bytes, sha256_file, write_atomic
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient, ContainerClient
@@ -79,21 +80,6 @@ DEFAULT_READ_TIMEOUT = 60.0
 DEFAULT_RETRIES = 2
 _CHUNK = 1 << 20
 _BLOB_HOST = re.compile(r"^(?P<account>[a-z0-9]{3,24})\.blob\.core\.(?P<suffix>[a-z0-9.]+)$")
-_TMP_MARK = ".churn-tmp-"
-
-
-def sha256_bytes(data: bytes) -> str:
-    """Hex sha256 of bytes."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_path(path: str | Path) -> str:
-    """Hex sha256 of a file, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _clean_relpath(relpath: str, *, allow_empty: bool = False) -> str:
@@ -215,35 +201,19 @@ class LocalStore(ArtifactStore):
         return path.with_name(f".{path.name}.sha256")
 
     def _atomic_write(self, relpath: str, chunks: Iterator[bytes], *, record: bool = True) -> str:
-        """Write chunks to a temp file beside the target, fsync, rename; return sha256."""
+        """Write chunks atomically (`churn_core.io.write_atomic`); record and return the sha256."""
         target = self._path(relpath)
-        h = hashlib.sha256()
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{_TMP_MARK}", dir=target.parent)
+            digest = write_atomic(target, chunks)
         except OSError as err:
             raise StoreError(f"cannot write {self.uri(relpath)}: {err}") from err
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                for chunk in chunks:
-                    h.update(chunk)
-                    fh.write(chunk)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException as err:
-            Path(tmp).unlink(missing_ok=True)
-            if isinstance(err, OSError):
-                raise StoreError(f"cannot write {self.uri(relpath)}: {err}") from err
-            raise
-        digest = h.hexdigest()
         if record:
             self._write_sidecar(target, digest)
         return digest
 
     def _write_sidecar(self, target: Path, digest: str) -> None:
         side = self._sidecar(target)
-        fd, tmp = tempfile.mkstemp(prefix=f"{side.name}{_TMP_MARK}", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f"{side.name}{TMP_MARK}", dir=target.parent)
         with os.fdopen(fd, "w") as fh:
             fh.write(digest + "\n")
         os.replace(tmp, side)
@@ -310,7 +280,7 @@ class LocalStore(ArtifactStore):
 
     @staticmethod
     def _is_internal(name: str) -> bool:
-        return name.startswith(".") and (name.endswith(".sha256") or _TMP_MARK in name)
+        return name.startswith(".") and (name.endswith(".sha256") or TMP_MARK in name)
 
     def recorded_sha256(self, relpath: str) -> str | None:
         """The sha256 in the sidecar written with `relpath`, None if absent."""
@@ -392,7 +362,7 @@ class BlobStore(ArtifactStore):
         src = Path(local_path)
         if not src.is_file():
             raise NotFound(f"local file {src} does not exist")
-        digest = sha256_path(src)
+        digest = sha256_file(src)
         with open(src, "rb") as fh:
             return self._upload(relpath, fh, digest, src.stat().st_size)
 
@@ -445,7 +415,7 @@ class BlobStore(ArtifactStore):
 
         def sink(chunks: Iterator[bytes], recorded: str | None) -> None:
             h = hashlib.sha256()
-            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}{_TMP_MARK}", dir=dest.parent)
+            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}{TMP_MARK}", dir=dest.parent)
             try:
                 with os.fdopen(fd, "wb") as fh:
                     for chunk in chunks:

@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 import pandas as pd
 import requests
 
-from churn_components.contract import FEATURE_COLUMNS, ID_COLUMN, LABEL_COLUMN, Categorical
 from churn_core.errors import ChurnError, InvalidInput, NotFound, NotReady
+from churn_model.contract import FEATURE_COLUMNS, ID_COLUMN, LABEL_COLUMN, Categorical
 
 logger = logging.getLogger(__name__)
 

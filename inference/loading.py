@@ -3,7 +3,7 @@
 A bundle is named by a local path (or ``file://``), an Azure Blob URI
 (``az://`` or ``https://<account>.blob.core.windows.net/...``) or a registry
 alias (``models:/<name>@<alias>``). Remote bundles are copied into a temporary
-folder first; then `churn_core.bundle.load_model` checks every file's sha256
+folder first; then `churn_model.bundle.load_model` checks every file's sha256
 before anything is unpickled.
 """
 
@@ -19,12 +19,12 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
-from churn_core.bundle import MODEL, load_model
 from churn_core.config import ExplainerConfig
 from churn_core.errors import BundleUnusable, NotFound
-from churn_inference.explainer import Explainer, load_background
 from churn_inference.schema import InputSpec, input_specs
-from churn_inference.trees import accelerate
+from churn_model.bundle import MODEL, load_model
+from churn_model.explain import Explainer, load_background
+from churn_model.trees import accelerate
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class ServedBundle:
 def fetch_bundle(uri: str, dst: Path, connection_string: str | None = None) -> Path:
     """A local folder holding the bundle named by `uri` (copied into `dst` if remote)."""
     if uri.startswith("models:/"):
-        from churn_components.register import download_bundle
+        from churn_model.registry import download_bundle
 
         return Path(download_bundle(uri, dst))
     from churn_core.store import is_blob_uri, open_store
@@ -64,7 +64,7 @@ def fetch_bundle(uri: str, dst: Path, connection_string: str | None = None) -> P
 
 def _probe() -> dict[str, np.ndarray]:
     """One valid customer from the contract (first category, smallest value)."""
-    from churn_components.contract import FEATURE_COLUMNS, Categorical
+    from churn_model.contract import FEATURE_COLUMNS, Categorical
 
     cols: dict[str, np.ndarray] = {}
     for col in FEATURE_COLUMNS:

@@ -62,10 +62,10 @@ def _is_local(uri: str) -> bool:
 
 def sample_customers(settings: Settings, rows: int, seed: int) -> tuple[pd.DataFrame, bool]:
     """`rows` random customers of the configured data, or synthetic ones; (frame, synthetic)."""
-    from churn_components.synthetic import BANNER, generate_csv_bytes, is_synthetic
     from churn_core.errors import NotFound
     from churn_core.store import read_uri
     from churn_inference.client import read_customers
+    from churn_model.synthetic import BANNER, generate_csv_bytes, is_synthetic
 
     uri = settings.data_uri
     synthetic = False
@@ -93,10 +93,10 @@ def sample_customers(settings: Settings, rows: int, seed: int) -> tuple[pd.DataF
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Score the customers and print the table."""
-    from churn_components.contract import ID_COLUMN, LABEL_COLUMN
-    from churn_components.synthetic import announce
     from churn_core.store import read_uri
     from churn_inference.client import V2Client, format_table, read_customers
+    from churn_model.contract import ID_COLUMN, LABEL_COLUMN
+    from churn_model.synthetic import announce
 
     if args.sample is not None and args.sample < 1:
         raise InvalidInput(f"--sample must be at least 1, got {args.sample}")

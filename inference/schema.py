@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from churn_components.contract import FEATURE_COLUMNS, Categorical, Numeric
-from churn_components.validate import check_request_columns
 from churn_core.errors import InvalidInput
+from churn_model.checks import check_request_columns
+from churn_model.contract import FEATURE_COLUMNS, Categorical, Numeric
 
 INT_TYPES = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"})
 FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})

@@ -157,7 +157,7 @@ def resolve_source(source: str, artifact_root: Path, rows: int) -> tuple[str, bo
     """The data URI to ingest; a generated SYNTHETIC CSV when a local source is missing."""
     if not _is_local_path(source) or _local_path(source).is_file():
         return source, False
-    from churn_components.synthetic import BANNER, write_synthetic_csv
+    from churn_model.synthetic import BANNER, write_synthetic_csv
 
     target = artifact_root / "synthetic" / "telco-synthetic.csv"
     write_synthetic_csv(target, rows=rows, seed=0)
@@ -226,7 +226,7 @@ def run_local(
     """
     from kfp import local
 
-    from churn_components.register import absolute_tracking_uri
+    from churn_model.registry import absolute_tracking_uri
     from churn_pipelines.training import build_pipeline
 
     started = time.perf_counter()

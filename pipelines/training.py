@@ -48,8 +48,9 @@ def build_pipeline(config: ChurnConfig) -> Any:
     """The `churn-training` pipeline function for this configuration."""
     from kfp import dsl
 
-    from churn_components import kfp_training as kt
-    from churn_components.kfp_data import add_data_stages
+    from churn_components.data.component import add_data_stages
+    from churn_components.registry import component as registry
+    from churn_components.training import component as kt
 
     compiled_config = config_json(config)
     source_default = default_source_uri()
@@ -97,13 +98,13 @@ def build_pipeline(config: ChurnConfig) -> Any:
             transform=transform,
             config_json=config_json,
         )
-        selection = kt.select(
+        selection = registry.select(
             evaluation=evaluation.outputs["evaluation"],
             config_json=config_json,
             tracking_uri=tracking_uri,
         )
         selection.set_caching_options(False)  # depends on the registry's champion
-        registration = kt.register(
+        registration = registry.register(
             **trained,
             evaluation=evaluation.outputs["evaluation"],
             decision=selection.outputs["decision"],

@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 import requests
 
-from churn_components.contract import FEATURE_NAMES
+from churn_model.contract import FEATURE_NAMES
 from tests.fixtures.model_server import instances, serve_bundle, v2_body, v2_request
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
 def test_train_register_serve_the_champion(mlflow_server, synthetic_training_csv, tmp_path):
-    from churn_components.register import download_bundle
-    from churn_core.bundle import load_model
+    from churn_model.bundle import load_model
+    from churn_model.registry import download_bundle
     from tests.fixtures.training import prepare_data, small_config, train_and_register
 
     config = small_config()
@@ -37,7 +37,7 @@ def test_train_register_serve_the_champion(mlflow_server, synthetic_training_csv
     server = serve_bundle("", tmp_path / "serve", env=env, default_uri=True, timeout=120)
     try:
         assert "models:/churn@champion" in server.log()
-        from churn_components.stages import read_dataset
+        from churn_components.data.steps import read_dataset
 
         held_out = read_dataset(data.test)
         local = download_bundle("models:/churn@champion", tmp_path / "offline", mlflow_server)

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from churn_components.stages import read_dataset
-from churn_core.bundle import load_model, verify_bundle
+from churn_components.data.steps import read_dataset
 from churn_core.store import open_store
+from churn_model.bundle import load_model, verify_bundle
 from tests.fixtures.azurite import Azurite
 from tests.fixtures.training import prepare_data, small_config, train_and_register
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from churn_components import stages
-from churn_components.ingest import ingest
+from churn_components.data import steps as stages
+from churn_components.data.ingest import ingest
 from churn_core.errors import DataContractError, NotFound, StoreError
 from tests.fixtures.ports import free_port
 

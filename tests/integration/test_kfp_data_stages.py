@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import pytest
 
-from churn_components import stages
+from churn_components.data import steps as stages
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,7 @@ def data_pipeline():
     from kfp import dsl
     from kfp.dsl import Artifact, Dataset
 
-    from churn_components.kfp_data import add_data_stages
+    from churn_components.data.component import add_data_stages
 
     class Outputs(NamedTuple):
         transform: Artifact
@@ -51,7 +51,7 @@ def data_pipeline():
 
 
 def test_data_stages_run_through_kfp_local(kfp_local, synthetic_csv, tmp_path):
-    from churn_components.featurize import load_features
+    from churn_components.data.fit_features import load_features
 
     store = tmp_path / "store"
     run = data_pipeline()(

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from churn_components.register import CHALLENGER, CHAMPION, download_bundle
-from churn_components.stages import read_dataset, write_dataset
-from churn_core.bundle import load_model, verify_bundle
+from churn_components.data.steps import read_dataset, write_dataset
+from churn_model.bundle import load_model, verify_bundle
+from churn_model.registry import CHALLENGER, CHAMPION, download_bundle
 from tests.fixtures.training import prepare_data, small_config, train_and_register
 
 pytestmark = pytest.mark.integration
@@ -109,7 +109,7 @@ def test_download_bundle_unknown_alias_is_not_found(mlflow_server: str, tmp_path
 def test_no_champion_only_when_the_registry_says_so(
     mlflow_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from churn_components.register import champion_metrics, client_for
+    from churn_components.registry.register import champion_metrics, client_for
     from churn_core.errors import StoreError
     from tests.fixtures.ports import free_port
 

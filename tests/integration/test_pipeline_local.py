@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churn_core.bundle import load_model, verify_bundle
 from churn_core.settings import Settings
+from churn_model.bundle import load_model, verify_bundle
 from churn_pipelines.cli import run_local
 from tests.fixtures.training import PIPELINE_TASKS, small_config
 

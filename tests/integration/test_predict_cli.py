@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import requests
 
-from churn_components.contract import FEATURE_NAMES, ID_COLUMN, LABEL_COLUMN
 from churn_core.errors import InvalidInput, NotFound
 from churn_inference.client import V2Client, v2_inputs
+from churn_model.contract import FEATURE_NAMES, ID_COLUMN, LABEL_COLUMN
 from tests.fixtures.model_server import churn_command, instances
 
 pytestmark = pytest.mark.integration
@@ -23,7 +23,7 @@ ROW = re.compile(r"^(\S+)\s+(\d\.\d{3})\s+(yes|no)(?:\s+(Yes|No))?$")
 
 @pytest.fixture(scope="module")
 def offline(bundle_dir):
-    from churn_core.bundle import load_model
+    from churn_model.bundle import load_model
 
     return load_model(bundle_dir("xgboost"))
 

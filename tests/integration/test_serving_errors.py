@@ -16,7 +16,7 @@ import orjson
 import pytest
 import requests
 
-from churn_components.contract import FEATURE_NAMES
+from churn_model.contract import FEATURE_NAMES
 from tests.fixtures.model_server import instances, v2_body
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import requests
 
-from churn_core.bundle import load_model
+from churn_model.bundle import load_model
 from tests.fixtures.model_server import serve_bundle, v2_body, v2_request
 
 pytestmark = pytest.mark.integration

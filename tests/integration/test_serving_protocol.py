@@ -16,7 +16,7 @@ import orjson
 import pytest
 import requests
 
-from churn_components.contract import FEATURE_COLUMNS, FEATURE_NAMES, Categorical
+from churn_model.contract import FEATURE_COLUMNS, FEATURE_NAMES, Categorical
 from tests.fixtures.model_server import instances, v2_body, v2_request
 
 pytestmark = pytest.mark.integration
@@ -34,7 +34,7 @@ def held_out(customer_split):
 
 @pytest.fixture(scope="module")
 def offline(bundle_dir):
-    from churn_core.bundle import load_model
+    from churn_model.bundle import load_model
 
     model, meta = load_model(bundle_dir("xgboost"))
     return model, meta

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import requests
 
-from churn_core.bundle import load_model
+from churn_model.bundle import load_model
 from tests.fixtures.model_server import serve_bundle, v2_body
 
 pytestmark = pytest.mark.integration
@@ -16,7 +16,7 @@ def test_serves_the_champion_from_the_registry(mlflow_server, bundle_dir, custom
     import mlflow
     from mlflow import MlflowClient
 
-    from churn_components.register import register_bundle
+    from churn_components.registry.register import register_bundle
 
     name = "churn-serving-test"
     mlflow.set_tracking_uri(mlflow_server)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from churn_components.evaluate import evaluate_candidate
-from churn_components.featurize import load_features
-from churn_components.stages import read_dataset
-from churn_components.train import labels, train_candidate
+from churn_components.data.fit_features import load_features
+from churn_components.data.steps import read_dataset
+from churn_components.training.evaluate import evaluate_candidate
+from churn_components.training.train import labels, train_candidate
 from tests.fixtures.training import RealTraining
 
 pytestmark = [pytest.mark.model, pytest.mark.realdata]

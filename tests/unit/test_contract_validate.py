@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churn_components.contract import ALL_COLUMNS, FEATURE_NAMES
-from churn_components.validate import (
+from churn_components.data.validate import (
     BAD_LABEL,
     DUPLICATE_ID,
     MISSING_VALUE,
@@ -18,11 +17,12 @@ from churn_components.validate import (
     OUT_OF_RANGE,
     REPORT_MAX_ISSUES,
     UNKNOWN_CATEGORY,
-    check_request_columns,
     read_raw_csv,
     validate_csv,
 )
 from churn_core.errors import DataContractError, InvalidInput
+from churn_model.checks import check_request_columns
+from churn_model.contract import ALL_COLUMNS, FEATURE_NAMES
 
 
 @pytest.fixture

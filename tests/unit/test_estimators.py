@@ -11,8 +11,8 @@ import torch
 import xgboost as xgb
 from sklearn.linear_model import LogisticRegression
 
-from churn_components.estimators import LogisticScorer, MLPScorer, XGBoostScorer
-from churn_components.model import Scorer
+from churn_model.model import Scorer
+from churn_model.scorers import LogisticScorer, MLPScorer, XGBoostScorer
 
 
 @pytest.fixture(scope="module")

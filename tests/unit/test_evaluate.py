@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churn_components.calibration import fit_isotonic, fit_sigmoid
-from churn_components.evaluate import (
+from churn_components.training.calibrate import fit_isotonic, fit_sigmoid
+from churn_components.training.evaluate import (
     LeakageSuspected,
     best_f1_threshold,
     best_profit_threshold,
@@ -21,9 +21,9 @@ from churn_components.evaluate import (
     expected_profit,
     leakage_guard,
 )
-from churn_components.features import ChurnFeatures
-from churn_components.train import labels, train_candidate
+from churn_components.training.train import labels, train_candidate
 from churn_core.config import EconomicsConfig
+from churn_model.features import ChurnFeatures
 from tests.fixtures.training import small_config
 
 ECON = EconomicsConfig(offer_cost=50.0, customer_value=500.0, offer_acceptance=0.3)
@@ -184,7 +184,7 @@ def test_honest_data_passes_the_guard_and_thresholds_come_from_training_folds(
 
 
 def test_report_file_written(tmp_path: Path) -> None:
-    from churn_components.report import model_report
+    from churn_components.training.report import model_report
 
     summary = {
         "cv": {"roc_auc": 0.85, "f1": 0.63},

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from churn_components.contract import FEATURE_NAMES
-from churn_components.features import ChurnFeatures
 from churn_core.errors import InvalidInput
+from churn_model.contract import FEATURE_NAMES
+from churn_model.features import ChurnFeatures
 
 BASE = {
     "gender": "Female",

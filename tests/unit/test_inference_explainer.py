@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from churn_components.contract import FEATURE_NAMES
-from churn_components.features import OutputFeature
 from churn_core.config import RetentionAction
-from churn_inference.explainer import Explainer, attribute_matrix, load_background
 from churn_inference.loading import open_bundle
+from churn_model.contract import FEATURE_NAMES
+from churn_model.explain import Explainer, attribute_matrix, load_background
+from churn_model.features import OutputFeature
 
 
 def columns(frame):

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from churn_core.bundle import MODEL, write_bundle
 from churn_core.errors import BundleUnusable
 from churn_inference.loading import open_bundle
+from churn_model.bundle import MODEL, write_bundle
 
 
 class _Broken:

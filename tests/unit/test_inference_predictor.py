@@ -10,9 +10,9 @@ import pytest
 from kserve import errors as kerr
 from prometheus_client import REGISTRY
 
-from churn_components.contract import FEATURE_NAMES
 from churn_inference.metrics import churn_metrics
 from churn_inference.predictor import ChurnExplainerModel, ChurnPredictor
+from churn_model.contract import FEATURE_NAMES
 from tests.fixtures.bundles import tamper
 from tests.fixtures.model_server import v2_request
 

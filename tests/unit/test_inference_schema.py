@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from kserve import InferInput
 
-from churn_components.contract import FEATURE_COLUMNS, Categorical
 from churn_core.errors import InvalidInput
 from churn_inference.schema import column_of, decode_columns, decode_instances, input_specs
+from churn_model.contract import FEATURE_COLUMNS, Categorical
 
 SPECS = input_specs()
 BY_NAME = {s.name: s for s in SPECS}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from churn_inference.loading import open_bundle
-from churn_inference.trees import (
+from churn_model.trees import (
     SMALL_BATCH,
     AcceleratedXGBoostScorer,
     CompiledTrees,

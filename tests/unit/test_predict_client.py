@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from churn_components.contract import FEATURE_COLUMNS, FEATURE_NAMES, Categorical
-from churn_components.synthetic import generate_csv_bytes
 from churn_core.errors import InvalidInput
 from churn_inference.client import (
     Scored,
@@ -15,6 +13,8 @@ from churn_inference.client import (
     v2_inputs,
     v2_request,
 )
+from churn_model.contract import FEATURE_COLUMNS, FEATURE_NAMES, Categorical
+from churn_model.synthetic import generate_csv_bytes
 
 
 @pytest.fixture(scope="module")

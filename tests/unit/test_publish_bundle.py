@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from churn_components.package import publish_bundle
-from churn_core.bundle import verify_bundle
+from churn_components.registry.package import publish_bundle
 from churn_core.errors import StoreError
+from churn_model.bundle import verify_bundle
 
 
 def test_a_published_version_is_never_overwritten_by_another_model(

@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churn_components.contract import FEATURE_NAMES
-from churn_components.features import ChurnFeatures
-from churn_components.ingest import ingest
-from churn_components.preprocess import split_frame
-from churn_components.validate import check_request_columns, validate_csv
+from churn_components.data.ingest import ingest
+from churn_components.data.preprocess import split_frame
+from churn_components.data.validate import validate_csv
+from churn_model.checks import check_request_columns
+from churn_model.contract import FEATURE_NAMES
+from churn_model.features import ChurnFeatures
 
 pytestmark = pytest.mark.realdata
 

@@ -14,13 +14,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churn_components import cli, stages
-from churn_components.features import ChurnFeatures
-from churn_components.featurize import fit_features, load_features
-from churn_components.ingest import describe_csv, ingest, redact_uri
-from churn_components.preprocess import split_frame
+from churn_components.data import cli
+from churn_components.data import steps as stages
+from churn_components.data.fit_features import fit_features, load_features
+from churn_components.data.ingest import describe_csv, ingest, redact_uri
+from churn_components.data.preprocess import split_frame
 from churn_core.errors import BundleIntegrityError, DataContractError, NotFound
 from churn_core.settings import Settings
+from churn_model.features import ChurnFeatures
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -282,7 +283,7 @@ def test_dvc_yaml_runs_the_cli_stages_in_order():
     assert dvc["features"]["outs"][0] == cli.FEATURES_DIR
     # the run_* wrappers live in stages.py: a change there reruns every stage
     assert all(
-        "components/stages.py" in dvc[s]["deps"] for s in ("validate", "preprocess", "features")
+        "components/data/steps.py" in dvc[s]["deps"] for s in ("validate", "preprocess", "features")
     )
     params = {p for s in dvc.values() for f in s.get("params", []) for p in f["model_config.yaml"]}
     assert params == {
@@ -294,7 +295,7 @@ def test_dvc_yaml_runs_the_cli_stages_in_order():
 
 
 def test_components_image_is_named_once_and_matches_the_package_version():
-    from churn_components.kfp_data import COMPONENTS_IMAGE
+    from churn_components.data.component import COMPONENTS_IMAGE
 
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert COMPONENTS_IMAGE.rsplit(":", 1)[1] == f"{version}-python3.11"

@@ -8,15 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churn_components.contract import ALL_COLUMNS
-from churn_components.synthetic import (
+from churn_components.data.validate import validate_csv
+from churn_model.contract import ALL_COLUMNS
+from churn_model.synthetic import (
     SYNTHETIC_ID_PREFIX,
     generate_csv_bytes,
     generate_frame,
     is_synthetic,
     write_synthetic_csv,
 )
-from churn_components.validate import validate_csv
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_churn_falls_with_tenure_and_rises_with_charges(big):
 
 
 def test_generation_is_announced_loudly(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="churn_components.synthetic"):
+    with caplog.at_level(logging.WARNING, logger="churn_model.synthetic"):
         path = write_synthetic_csv(tmp_path / "s" / "t.csv", rows=50, seed=2)
     assert path.is_file()
     loud = [r for r in caplog.records if r.levelno == logging.WARNING]

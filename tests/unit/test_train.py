@@ -10,9 +10,8 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from churn_components.features import ChurnFeatures
-from churn_components.select import gate, rank_candidates, selection_score
-from churn_components.train import (
+from churn_components.registry.select import gate, rank_candidates, selection_score
+from churn_components.training.train import (
     cross_validate,
     fit_logistic_newton,
     fit_xgboost,
@@ -23,6 +22,7 @@ from churn_components.train import (
 )
 from churn_core.config import SelectionConfig, XGBoostConfig
 from churn_core.errors import InvalidInput
+from churn_model.features import ChurnFeatures
 from tests.fixtures.training import small_config
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pandas as pd
 
-from churn_components.contract import ID_COLUMN, LABEL_COLUMN
-from churn_components.synthetic import is_synthetic
 from churn_core.errors import DataContractError
+from churn_model.contract import ID_COLUMN, LABEL_COLUMN
+from churn_model.synthetic import is_synthetic
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The model bundle's contents: what exactly was evaluated, packed for every server.
 
-A bundle (see `churn_core.bundle`) written here holds:
+A bundle (see `churn_model.bundle`) written here holds:
 
 =============================  ==================================================
 ``model.pkl``                  `ChurnModel`: the fitted `ChurnFeatures`, the
@@ -16,7 +16,7 @@ A bundle (see `churn_core.bundle`) written here holds:
 ``report.md``                  the model report (also shown in the KFP UI)
 =============================  ==================================================
 
-Plain functions; `churn_components.register` adds MLflow around them.
+Plain functions; `churn_components.registry.register` adds MLflow around them.
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churn_components.contract import FEATURE_COLUMNS, FEATURE_NAMES, Categorical
-from churn_components.model import ChurnModel
-from churn_core.bundle import MODEL, write_bundle
 from churn_core.config import ChurnConfig
+from churn_model.bundle import MODEL, write_bundle
+from churn_model.contract import FEATURE_COLUMNS, FEATURE_NAMES, Categorical
+from churn_model.model import ChurnModel
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ def bundle_contents(
 def write_model_bundle(
     directory: str | Path, files: dict[str, bytes], metadata: dict[str, Any]
 ) -> Path:
-    """Write the bundle atomically (`churn_core.bundle.write_bundle`)."""
+    """Write the bundle atomically (`churn_model.bundle.write_bundle`)."""
     path = write_bundle(directory, files, metadata)
     logger.info(
         "bundle %s v%s (%s) written to %s",
@@ -230,9 +230,9 @@ def publish_bundle(
     A version already published with a different model (a registry reset against an
     old store, two registries sharing one store) is refused, never overwritten.
     """
-    from churn_core.bundle import METADATA, read_metadata
     from churn_core.errors import StoreError
     from churn_core.store import open_store
+    from churn_model.bundle import METADATA, read_metadata
 
     store = open_store(store_uri, connection_string or None)
     prefix = f"bundles/{name}/{version}"

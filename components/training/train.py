@@ -1,7 +1,7 @@
 """Training: fit the three candidates, and cross-validate each honestly.
 
 Everything here is a plain function over numpy arrays and data frames; the KFP
-components in `churn_components.kfp_training` are thin wrappers.
+components in `churn_components.training.component` are thin wrappers.
 
 Honesty rules, enforced by construction:
 
@@ -29,11 +29,11 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import RepeatedStratifiedKFold
 
-from churn_components.contract import LABEL_COLUMN
-from churn_components.estimators import LogisticScorer, MLPScorer, XGBoostScorer
-from churn_components.features import ChurnFeatures
 from churn_core.config import ChurnConfig, LogisticConfig, MLPConfig, XGBoostConfig
 from churn_core.errors import InvalidInput
+from churn_model.contract import LABEL_COLUMN
+from churn_model.features import ChurnFeatures
+from churn_model.scorers import LogisticScorer, MLPScorer, XGBoostScorer
 
 logger = logging.getLogger(__name__)
 

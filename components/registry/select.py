@@ -1,7 +1,7 @@
 """Selection: the best candidate by the configured rule, then the gate against the champion.
 
 Both steps are plain functions over metric dictionaries, so they are tested
-without MLflow; `churn_components.register` reads the champion's metrics from
+without MLflow; `churn_components.registry.register` reads the champion's metrics from
 the registry and records the decision there (a JSON file and run tags).
 """
 

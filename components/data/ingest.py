@@ -5,7 +5,7 @@ or ``https://<account>.blob.core.windows.net/<container>/<path>`` (Azure Blob),
 all through `churn_core.store.read_uri`. The bytes are kept unchanged; the
 metadata records their sha256, size, row count, header and whether the data is
 synthetic (customer ids with the ``SYNTH-`` prefix, see
-`churn_components.synthetic`). Ingest does not judge the contract (validate
+`churn_model.synthetic`). Ingest does not judge the contract (validate
 does), but it refuses what cannot be a CSV table at all: an empty file or
 bytes that are not UTF-8 text.
 """
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from churn_components.contract import ID_COLUMN
-from churn_components.synthetic import SYNTHETIC_ID_PREFIX, announce
 from churn_core.errors import DataContractError, NotFound
+from churn_model.contract import ID_COLUMN
+from churn_model.synthetic import SYNTHETIC_ID_PREFIX, announce
 
 logger = logging.getLogger(__name__)
 

@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from churn_components.calibration import Fitted, fit_calibrator
-from churn_components.train import Candidate, CVPredictions
+from churn_components.training.calibrate import fit_calibrator
+from churn_components.training.train import Candidate, CVPredictions
 from churn_core.config import ChurnConfig, EconomicsConfig
 from churn_core.errors import ChurnError
+from churn_model.calibration import Fitted
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from churn_components.contract import ALL_COLUMNS, ID_COLUMN
+from churn_model.contract import ALL_COLUMNS, ID_COLUMN
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """KFP v2 lightweight components for the data stages: thin typed wrappers.
 
 Each body imports inside itself (KFP runs the function's source alone in the
-components image) and calls the plain functions of `churn_components.stages`.
+components image) and calls the plain functions of `churn_components.data.steps`.
 Artifact metadata carries ``sha256``, ``rows`` and ``synthetic``; numbers go
 to an ``Output[Metrics]`` so the KFP UI shows them.
 
@@ -25,10 +25,7 @@ from typing import Any, NamedTuple
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Output
 
-# The one place the components image is named. The tag carries the package
-# version (tests check it against pyproject) and the Python version (the KFP
-# local runner warns about images whose name does not mention python).
-COMPONENTS_IMAGE = "ghcr.io/churn-platform/churn-components:0.1.0-python3.11"
+from churn_components.common import COMPONENTS_IMAGE
 
 
 @dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
@@ -39,12 +36,13 @@ def ingest_data(
     metrics: Output[Metrics],
 ) -> None:
     """Read the source table (path, https, Azure Blob) unchanged; record sha256 and rows."""
-    from churn_components import stages
+    from churn_components import common
+    from churn_components.data import steps as stages
 
-    stages.component_logging()
+    common.component_logging()
     meta = stages.ingest_files(source_uri, raw.path)
-    stages.annotate(raw, meta)
-    stages.log_metrics(metrics, meta, ("rows", "bytes", "synthetic"))
+    common.annotate(raw, meta)
+    common.log_metrics(metrics, meta, ("rows", "bytes", "synthetic"))
     if artifact_store:
         stages.publish(artifact_store, "ingest", {stages.RAW: raw.path}, meta)
 
@@ -60,9 +58,10 @@ def validate_data(
     metrics: Output[Metrics],
 ) -> None:
     """Check every row against the data contract; fail above the rejected-share limit."""
-    from churn_components import stages
+    from churn_components import common
+    from churn_components.data import steps as stages
 
-    stages.component_logging()
+    common.component_logging()
     meta = stages.validate_files(
         raw.path,
         validated.path,
@@ -71,10 +70,10 @@ def validate_data(
         max_rejected_share,
         upstream=dict(raw.metadata),
     )
-    stages.annotate(validated, meta)
-    stages.annotate(report, {**meta, "sha256": meta["report_sha256"]})
-    stages.annotate(rejected, {**meta, "sha256": meta["rejected_sha256"]})
-    stages.log_metrics(
+    common.annotate(validated, meta)
+    common.annotate(report, {**meta, "sha256": meta["report_sha256"]})
+    common.annotate(rejected, {**meta, "sha256": meta["rejected_sha256"]})
+    common.log_metrics(
         metrics,
         meta,
         (
@@ -107,15 +106,16 @@ def preprocess_data(
     metrics: Output[Metrics],
 ) -> None:
     """Stratified train/test split with a fixed seed."""
-    from churn_components import stages
+    from churn_components import common
+    from churn_components.data import steps as stages
 
-    stages.component_logging()
+    common.component_logging()
     meta = stages.preprocess_files(
         validated.path, train.path, test.path, test_size, seed, upstream=dict(validated.metadata)
     )
-    stages.annotate(train, {**meta, "rows": meta["train_rows"], "sha256": meta["train_sha256"]})
-    stages.annotate(test, {**meta, "rows": meta["test_rows"], "sha256": meta["test_sha256"]})
-    stages.log_metrics(
+    common.annotate(train, {**meta, "rows": meta["train_rows"], "sha256": meta["train_sha256"]})
+    common.annotate(test, {**meta, "rows": meta["test_rows"], "sha256": meta["test_sha256"]})
+    common.log_metrics(
         metrics,
         meta,
         ("train_rows", "test_rows", "train_churn_share", "test_churn_share", "synthetic"),
@@ -137,15 +137,16 @@ def fit_features(
     metrics: Output[Metrics],
 ) -> None:
     """Fit the one feature transform on the training split; save it with its sha256."""
-    from churn_components import stages
+    from churn_components import common
+    from churn_components.data import steps as stages
 
-    stages.component_logging()
+    common.component_logging()
     meta = stages.features_files(
         train.path, transform.path, description.path, tenure_bands, upstream=dict(train.metadata)
     )
-    stages.annotate(transform, meta)
-    stages.annotate(description, {**meta, "sha256": meta["description_sha256"]})
-    stages.log_metrics(metrics, meta, ("fitted_rows", "n_features", "synthetic"))
+    common.annotate(transform, meta)
+    common.annotate(description, {**meta, "sha256": meta["description_sha256"]})
+    common.log_metrics(metrics, meta, ("fitted_rows", "n_features", "synthetic"))
     if artifact_store:
         files = {stages.TRANSFORM: transform.path, stages.DESCRIPTION: description.path}
         stages.publish(artifact_store, "features", files, meta)

@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
-from churn_components.contract import FEATURE_NAMES
 from churn_core.config import RetentionAction
 from churn_core.errors import InvalidInput
+from churn_model.contract import FEATURE_NAMES
 
 logger = logging.getLogger(__name__)
 

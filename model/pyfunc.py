@@ -3,7 +3,7 @@
 Imported only by code that logs or loads the MLflow model (it imports mlflow).
 The wrapper holds no model of its own: `load_context` verifies and loads the
 bundle shipped as the MLflow model's artifact ``bundle`` with
-`churn_core.bundle.load_model`, so MLflow serves exactly the bundle's numbers.
+`churn_model.bundle.load_model`, so MLflow serves exactly the bundle's numbers.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from churn_components.register import BUNDLE_ARTIFACT
+from churn_model.registry import BUNDLE_ARTIFACT
 
 
 class ChurnBundleModel(PythonModel):
@@ -21,7 +21,7 @@ class ChurnBundleModel(PythonModel):
 
     def load_context(self, context: Any) -> None:
         """Verify every file's sha256, then unpickle the bundle's `ChurnModel`."""
-        from churn_core.bundle import load_model
+        from churn_model.bundle import load_model
 
         self.model, self.metadata = load_model(context.artifacts[BUNDLE_ARTIFACT])
 

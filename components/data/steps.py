@@ -18,18 +18,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from churn_components.contract import ID_COLUMN
-from churn_components.synthetic import announce, is_synthetic
-from churn_core.store import sha256_bytes
+from churn_components.common import read_dataset, write_dataset
+from churn_core.io import sha256_bytes, sha256_file, write_bytes_atomic
+from churn_model.contract import ID_COLUMN
+from churn_model.synthetic import announce, is_synthetic
 
 logger = logging.getLogger(__name__)
 
@@ -48,21 +45,6 @@ METADATA = "metadata.json"
 # -- small file helpers ---------------------------------------------------------------
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> str:
-    """Write via a temporary file in the same directory and rename; return the sha256."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return sha256_bytes(data)
-
-
 def write_json(path: str | Path, payload: Mapping[str, Any]) -> str:
     """Pretty, key-sorted JSON (stable bytes for DVC); return the sha256."""
     text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
@@ -76,20 +58,6 @@ def read_json(path: str | Path) -> dict[str, Any]:
         return {}
     data: dict[str, Any] = json.loads(path.read_text())
     return data
-
-
-def write_dataset(frame: pd.DataFrame, path: str | Path) -> str:
-    """A table as Parquet (no index), atomically; return the sha256 of the file."""
-    import io
-
-    buf = io.BytesIO()
-    frame.to_parquet(buf, index=False)
-    return write_bytes_atomic(path, buf.getvalue())
-
-
-def read_dataset(path: str | Path) -> pd.DataFrame:
-    """A table written by `write_dataset` (validated rows, train or test split)."""
-    return pd.read_parquet(path)
 
 
 def _synthetic(upstream: Mapping[str, Any] | None, ids: Any, stage: str) -> bool:
@@ -106,7 +74,7 @@ def ingest_files(
     source_uri: str, raw_path: str | Path, connection_string: str | None = None
 ) -> dict[str, Any]:
     """Read `source_uri` and write its bytes unchanged to `raw_path`; return the metadata."""
-    from churn_components.ingest import ingest
+    from churn_components.data.ingest import ingest
 
     ingested = ingest(source_uri, connection_string=connection_string)
     write_bytes_atomic(raw_path, ingested.data)
@@ -130,7 +98,7 @@ def validate_files(
         DataContractError: not a CSV, header breaks the contract, or the rejected
             share is above `max_rejected_share`.
     """
-    from churn_components.validate import validate_csv
+    from churn_components.data.validate import validate_csv
 
     source = str((upstream or {}).get("source_uri") or raw_path)
     data = Path(raw_path).read_bytes()
@@ -170,7 +138,7 @@ def preprocess_files(
     upstream: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Stratified split of the validated rows into train and test tables."""
-    from churn_components.preprocess import split_frame
+    from churn_components.data.preprocess import split_frame
 
     frame = read_dataset(validated_path)
     split = split_frame(frame, test_size=test_size, seed=seed)
@@ -193,7 +161,7 @@ def features_files(
     upstream: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fit the feature transform on the train table; write its pickle and description."""
-    from churn_components.featurize import fit_features
+    from churn_components.data.fit_features import fit_features
 
     train = read_dataset(train_path)
     fitted = fit_features(train, tuple(int(b) for b in tenure_bands))
@@ -285,31 +253,6 @@ def run_features(
     return _finish(out, meta, started)
 
 
-# -- KFP glue (no kfp import here: the artifacts are passed in) --------------------------
-
-
-def component_logging() -> None:
-    """Configure logging inside a KFP component (its entry point) from the CHURN_ settings."""
-    from churn_core.logs import configure_logging
-    from churn_core.settings import Settings
-
-    settings = Settings()
-    configure_logging(settings.log_level, json_logs=settings.log_json)
-
-
-def annotate(artifact: Any, metadata: Mapping[str, Any]) -> None:
-    """Copy a stage's metadata onto a KFP artifact (shown in the UI, passed downstream)."""
-    artifact.metadata.update(json.loads(json.dumps(dict(metadata), default=str)))
-
-
-def log_metrics(metrics: Any, metadata: Mapping[str, Any], keys: tuple[str, ...]) -> None:
-    """Log the numeric `keys` of a stage's metadata to a KFP Metrics artifact."""
-    for key in keys:
-        value = metadata.get(key)
-        if isinstance(value, bool | int | float):
-            metrics.log_metric(key, float(value))
-
-
 # -- copying to the artifact store ------------------------------------------------------
 
 
@@ -330,11 +273,11 @@ def publish(
     Returns:
         The store URI of the snapshot's prefix.
     """
-    from churn_core.store import open_store, sha256_path
+    from churn_core.store import open_store
 
     if not files:
         raise ValueError("publish: no files")
-    manifest = "".join(f"{name}:{sha256_path(path)}\n" for name, path in sorted(files.items()))
+    manifest = "".join(f"{name}:{sha256_file(path)}\n" for name, path in sorted(files.items()))
     prefix = f"data/{stage}/{sha256_bytes(manifest.encode())[:16]}"
     store = open_store(store_uri, connection_string)
     uris: dict[str, dict[str, str]] = {}

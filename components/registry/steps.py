@@ -1,159 +1,28 @@
-"""The training stages over files: what the KFP components (and tests) call.
+"""The registry stages over files: select (rank + gate) and register (bundle, MLflow, store).
 
-train (one per kind) -> evaluate -> select -> register. Each reads the data
-stages' outputs (Parquet splits, the pickled `ChurnFeatures`) and writes
-pickles or JSON; the KFP wrappers in `churn_components.kfp_training` only
-pass paths and log what these return.
+What the KFP components `select` and `register` (and the tests) call; they read
+the training stages' outputs (`churn_components.training.steps`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import pickle
-import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from churn_components.evaluate import Evaluation, evaluate_candidate
-from churn_components.features import ChurnFeatures
-from churn_components.select import gate, rank_candidates
-from churn_components.train import Candidate, labels, train_candidate
+from churn_components.common import load_pickle, read_dataset, read_features
+from churn_components.registry.select import gate, rank_candidates
+from churn_components.training.evaluate import Evaluation
+from churn_components.training.steps import load_candidates, summary
+from churn_components.training.train import Candidate, labels
 from churn_core.config import ChurnConfig
-from churn_core.errors import BundleIntegrityError, InvalidInput
+from churn_core.errors import BundleIntegrityError
+from churn_model.features import ChurnFeatures
 
 logger = logging.getLogger(__name__)
-
-PICKLE_PROTOCOL = 5
-
-
-def config_from_json(text: str) -> ChurnConfig:
-    """The configuration as passed between components (JSON of `ChurnConfig`)."""
-    from pydantic import ValidationError
-
-    from churn_core.errors import ConfigError
-
-    try:
-        return ChurnConfig.model_validate_json(text)
-    except ValidationError as err:
-        raise ConfigError(f"pipeline parameter config_json: {err}") from err
-
-
-def _read_frame(path: str | Path) -> Any:
-    from churn_components.stages import read_dataset
-
-    return read_dataset(path)
-
-
-def _read_features(path: str | Path, sha256: str | None = None) -> ChurnFeatures:
-    """The features stage's fitted transform; its sha256 checked first when one is known."""
-    from churn_components.featurize import load_features
-
-    return load_features(Path(path).read_bytes(), sha256 or None)
-
-
-def _dump(obj: Any, path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_bytes(pickle.dumps(obj, protocol=PICKLE_PROTOCOL))
-
-
-def _load(path: str | Path) -> Any:
-    # our own pipeline's artifacts, passed between our own components
-    return pickle.loads(Path(path).read_bytes())  # noqa: S301
-
-
-# -- train ------------------------------------------------------------------------
-def train_step(
-    train_path: str | Path,
-    transform_path: str | Path,
-    kind: str,
-    config: ChurnConfig,
-    candidate_path: str | Path,
-    *,
-    transform_sha256: str | None = None,
-) -> dict[str, Any]:
-    """Cross-validate and fit one kind; pickle the `Candidate` (or a skip marker)."""
-    if kind not in config.models.enabled:
-        logger.info("%s: not in models.enabled, skipped", kind)
-        _dump({"kind": kind, "candidate": None}, candidate_path)
-        return {"kind": kind, "skipped": True}
-    start = time.perf_counter()
-    train = _read_frame(train_path)
-    features = _read_features(transform_path, transform_sha256)
-    candidate = train_candidate(train, features, kind, config)
-    _dump({"kind": kind, "candidate": candidate}, candidate_path)
-    y = labels(train)
-    from sklearn.metrics import roc_auc_score
-
-    raw_auc = float(
-        np.mean(
-            [
-                roc_auc_score(
-                    y[candidate.cv.fold[r] == k], candidate.cv.oof[r][candidate.cv.fold[r] == k]
-                )
-                for r in range(candidate.cv.oof.shape[0])
-                for k in np.unique(candidate.cv.fold[r])
-            ]
-        )
-    )
-    return {
-        "kind": kind,
-        "skipped": False,
-        "cv_raw_roc_auc": raw_auc,
-        "cv_seconds": candidate.seconds["cv"],
-        "final_fit_seconds": candidate.seconds["final_fit"],
-        "seconds": time.perf_counter() - start,
-        "params": _jsonable(candidate.params),
-    }
-
-
-def load_candidates(paths: Mapping[str, str | Path]) -> dict[str, Candidate]:
-    """The trained candidates (skipped kinds left out)."""
-    out: dict[str, Candidate] = {}
-    for kind, path in paths.items():
-        record = _load(path)
-        if record.get("candidate") is not None:
-            out[kind] = record["candidate"]
-    if not out:
-        raise InvalidInput("no candidate was trained: models.enabled is empty")
-    return out
-
-
-# -- evaluate ---------------------------------------------------------------------
-def evaluate_step(
-    candidate_paths: Mapping[str, str | Path],
-    train_path: str | Path,
-    test_path: str | Path,
-    transform_path: str | Path,
-    config: ChurnConfig,
-    evaluation_path: str | Path,
-    *,
-    transform_sha256: str | None = None,
-) -> dict[str, dict[str, Any]]:
-    """Evaluate every candidate (calibration, thresholds, CV, held-out, leakage guard)."""
-    candidates = load_candidates(candidate_paths)
-    train, test = _read_frame(train_path), _read_frame(test_path)
-    features = _read_features(transform_path, transform_sha256)
-    y_train, y_test = labels(train), labels(test)
-    X_test = features.transform(test)  # noqa: N806
-    evaluations: dict[str, Evaluation] = {}
-    for kind, candidate in candidates.items():
-        evaluations[kind] = evaluate_candidate(candidate, y_train, X_test, y_test, config)
-    _dump({"evaluations": evaluations, "y_test": y_test}, evaluation_path)
-    return {kind: summary(ev, candidates[kind]) for kind, ev in evaluations.items()}
-
-
-def summary(ev: Evaluation, candidate: Candidate) -> dict[str, Any]:
-    """An evaluation's JSON-ready figures with the candidate's hyperparameters."""
-    return {**ev.summary(), "params": _jsonable(candidate.params)}
-
-
-def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=str))
 
 
 # -- select -----------------------------------------------------------------------
@@ -161,12 +30,12 @@ def select_step(
     evaluation_path: str | Path, config: ChurnConfig, tracking_uri: str = ""
 ) -> dict[str, Any]:
     """Rank candidates by the selection rule, then gate the best against the champion."""
-    evaluations: dict[str, Evaluation] = _load(evaluation_path)["evaluations"]
+    evaluations: dict[str, Evaluation] = load_pickle(evaluation_path)["evaluations"]
     ranking = rank_candidates({k: ev.cv for k, ev in evaluations.items()}, config.selection)
     selected = ranking[0][0]
     champion, champion_version = None, None
     if tracking_uri:
-        from churn_components.register import champion_metrics, client_for
+        from churn_components.registry.register import champion_metrics, client_for
 
         champion, champion_version = champion_metrics(
             client_for(tracking_uri), config.registry.model_name
@@ -184,7 +53,7 @@ def select_step(
 # -- register and bundle ------------------------------------------------------------
 def build_model(candidate: Candidate, evaluation: Evaluation, features: ChurnFeatures) -> Any:
     """The served `ChurnModel`: the features stage's transform, estimator, calibrator, threshold."""
-    from churn_components.model import ChurnModel
+    from churn_model.model import ChurnModel
 
     return ChurnModel(
         features=features,
@@ -217,22 +86,22 @@ def register_step(
     is registered. With an artifact store URI the bundle is also copied to
     ``bundles/<name>/<version>/`` there.
     """
-    from churn_components import plots
-    from churn_components.package import (
+    from churn_components.registry.package import (
         bundle_contents,
         permutation_importance,
         publish_bundle,
         write_model_bundle,
     )
-    from churn_components.report import model_report
+    from churn_components.training import plots
+    from churn_components.training.report import model_report
 
     candidates = load_candidates(candidate_paths)
-    evaluated = _load(evaluation_path)
+    evaluated = load_pickle(evaluation_path)
     evaluations: dict[str, Evaluation] = evaluated["evaluations"]
     selected = str(decision["selected"])
     gate_decision = dict(decision["gate"])
-    train, test = _read_frame(train_path), _read_frame(test_path)
-    features = _read_features(transform_path, transform_sha256)
+    train, test = read_dataset(train_path), read_dataset(test_path)
+    features = read_features(transform_path, transform_sha256)
     y_test = labels(test)
     ev = evaluations[selected]
     model = build_model(candidates[selected], ev, features)
@@ -315,7 +184,7 @@ def register_step(
     else:
         import mlflow
 
-        from churn_components.register import (
+        from churn_components.registry.register import (
             client_for,
             log_run,
             next_version,
@@ -419,8 +288,3 @@ def _flat(params: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[k] = v
     return out
-
-
-def temp_dir(prefix: str) -> Path:
-    """A fresh temporary folder (the caller owns it)."""
-    return Path(tempfile.mkdtemp(prefix=prefix))

@@ -4,7 +4,7 @@ Each keeps only what prediction needs, pickles, is deterministic and is fast
 on one row. Each has `score(X) -> p` (churn probability before calibration)
 and `margin(X) -> log-odds`, the quantity the explainers attribute.
 
-The training code (`churn_components.train`) fits them; here they only predict.
+The training code (`churn_components.training.train`) fits them; here they only predict.
 """
 
 from __future__ import annotations

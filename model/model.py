@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from churn_components.features import ChurnFeatures
+from churn_model.features import ChurnFeatures
 
 
 class Scorer(Protocol):

@@ -17,8 +17,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
 
-from churn_components.contract import FEATURE_COLUMNS, Categorical
 from churn_core.errors import InvalidInput
+from churn_model.contract import FEATURE_COLUMNS, Categorical
 
 SERVICE_COLUMNS = (
     "PhoneService",

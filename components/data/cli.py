@@ -95,7 +95,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     command = args.data_command
 
     if command == "synthesize":
-        from churn_components.synthetic import write_synthetic_csv
+        from churn_model.synthetic import write_synthetic_csv
 
         rows = args.rows or config.data.synthetic_rows
         path = write_synthetic_csv(args.out, rows=rows, seed=args.seed)
@@ -130,7 +130,7 @@ def _run_stage(
     name: str, upstream: str | Path, out: Path, config: ChurnConfig, connection: str | None
 ) -> dict[str, Any]:
     """One stage from its upstream (the source URI for ingest, else a stage folder) to `out`."""
-    from churn_components import stages
+    from churn_components.data import steps as stages
 
     if name == "ingest":
         return stages.run_ingest(str(upstream), out, connection)
@@ -152,7 +152,7 @@ def _publish(
 ) -> None:
     if not args.store:
         return
-    from churn_components import stages
+    from churn_components.data import steps as stages
 
     files = {
         p.name: p

@@ -5,7 +5,7 @@ run becomes a new version with the alias ``challenger``; the alias
 ``champion`` moves to it only when the gate allowed it. Aliases, never the
 deprecated stages API. Each version is an MLflow pyfunc model whose artifact
 ``bundle`` is the model bundle itself, so `models:/churn@champion` resolves to
-exactly the bundle that was evaluated; `download_bundle` fetches it.
+exactly the bundle that was evaluated; `churn_model.registry.download_bundle` fetches it.
 
 Tracking URI: `Settings.mlflow_tracking_uri` (``sqlite:///mlflow.db`` by
 default, a remote ``http(s)://`` server from the environment). For a local
@@ -22,14 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from churn_core.errors import NotFound, StoreError
+from churn_core.errors import StoreError
+from churn_model.registry import (
+    BUNDLE_ARTIFACT,
+    CHALLENGER,
+    CHAMPION,
+    PYFUNC_NAME,
+    absolute_tracking_uri,
+)
 
 logger = logging.getLogger(__name__)
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-PYFUNC_NAME = "model"
-BUNDLE_ARTIFACT = "bundle"  # the pyfunc model's artifact holding the bundle folder
 # The run metrics that the gate compares (selection score over these).
 GATE_METRICS = {"f1": "cv_f1", "roc_auc": "cv_roc_auc"}
 _RUNTIME_DISTRIBUTIONS = (
@@ -44,15 +47,6 @@ _RUNTIME_DISTRIBUTIONS = (
     "pydantic-settings",
     "PyYAML",
 )
-
-
-def absolute_tracking_uri(uri: str, base: str | Path | None = None) -> str:
-    """Make a relative ``sqlite:///file.db`` absolute (subprocesses may run elsewhere)."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        path = Path(base or Path.cwd()) / uri[len(prefix) :]
-        return prefix + str(path.resolve())
-    return uri
 
 
 def client_for(tracking_uri: str) -> Any:
@@ -114,7 +108,7 @@ def _signature() -> Any:
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    from churn_components.contract import FEATURE_COLUMNS, Categorical
+    from churn_model.contract import FEATURE_COLUMNS, Categorical
 
     def spec(col: Any) -> Any:
         if isinstance(col, Categorical):
@@ -202,10 +196,14 @@ def register_bundle(
     rather than leaving a bundle that names the wrong version.
     """
     import warnings
+    from importlib.util import find_spec
 
     import mlflow
 
-    code = Path(__file__).with_name("mlflow_model.py")
+    # its path only: importing it would run its set_model() here
+    spec = find_spec("churn_model.mlflow_model")
+    assert spec is not None and spec.origin is not None
+    code = Path(spec.origin)
     with warnings.catch_warnings():
         # we give the signature explicitly; an input example would only re-run predict
         warnings.filterwarnings("ignore", message=".*input example.*", category=UserWarning)
@@ -239,37 +237,3 @@ def register_bundle(
         model_uri=f"models:/{name}/{version}",
         aliases=tuple(aliases),
     )
-
-
-def download_bundle(model_uri: str, dst: str | Path, tracking_uri: str | None = None) -> Path:
-    """Fetch the bundle of a registered model (``models:/<name>@<alias>`` or ``/<version>``).
-
-    Args:
-        model_uri: an MLflow models URI.
-        dst: a local folder to download into.
-        tracking_uri: the MLflow tracking/registry URI; default `Settings.mlflow_tracking_uri`.
-
-    Returns:
-        The local bundle folder (holding metadata.json and model.pkl).
-    """
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    if tracking_uri is None:
-        from churn_core.settings import Settings
-
-        tracking_uri = Settings().mlflow_tracking_uri
-    uri = absolute_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(uri)
-    Path(dst).mkdir(parents=True, exist_ok=True)
-    try:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=model_uri, dst_path=str(dst), tracking_uri=uri
-        )
-    except MlflowException as err:
-        raise NotFound(f"{model_uri}: not found in the MLflow registry at {uri}: {err}") from err
-    bundle = Path(local) / "artifacts" / BUNDLE_ARTIFACT
-    if not (bundle / "metadata.json").is_file():
-        raise NotFound(f"{model_uri}: the registered model holds no churn bundle")
-    logger.info("downloaded %s to %s", model_uri, bundle)
-    return bundle

@@ -16,9 +16,9 @@ from typing import Any
 
 import pandas as pd
 
-from churn_components.contract import ID_COLUMN
-from churn_components.features import ChurnFeatures
-from churn_components.synthetic import is_synthetic
+from churn_model.contract import ID_COLUMN
+from churn_model.features import ChurnFeatures
+from churn_model.synthetic import is_synthetic
 
 logger = logging.getLogger(__name__)
 

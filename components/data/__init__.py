@@ -1,0 +1,1 @@
+"""Data stages: ingest, validate, preprocess, fit the feature transform."""

@@ -1,0 +1,1 @@
+"""Registry stages: select and gate the challenger, then bundle, log and register it."""

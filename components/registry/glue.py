@@ -1,0 +1,105 @@
+"""Glue between the KFP registry components and `churn_components.registry.steps`.
+
+Takes KFP artifact objects and turns step results into what the KFP UI draws.
+No kfp import here, so it is testable with stand-ins. The register component
+is an entry point: it reads the ``CHURN_*`` settings for the store credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from churn_components.common import annotate, component_logging, config_from_json, log_metrics
+from churn_components.training.glue import METRIC_KEYS, log_curves
+
+logger = logging.getLogger(__name__)
+
+
+def select(
+    evaluation: Any, config_json: str, tracking_uri: str, decision: Any, metrics: Any
+) -> str:
+    """The body of the select component; returns the selected kind."""
+    from churn_components.registry.steps import select_step
+
+    component_logging()
+    result = select_step(evaluation.path, config_from_json(config_json), tracking_uri)
+    Path(decision.path).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    annotate(
+        decision,
+        {
+            "selected": result["selected"],
+            "promote": result["gate"]["promote"],
+            "reason": result["gate"]["reason"],
+        },
+    )
+    for item in result["ranking"]:
+        metrics.log_metric(f"{item['kind']}_selection_score", float(item["score"]))
+    metrics.log_metric("promote", float(bool(result["gate"]["promote"])))
+    logger.info("selected %s; %s", result["selected"], result["gate"]["reason"])
+    return str(result["selected"])
+
+
+def register(
+    candidates: Mapping[str, Any],
+    evaluation: Any,
+    decision: Any,
+    raw: Any,
+    train: Any,
+    test: Any,
+    transform: Any,
+    config_json: str,
+    tracking_uri: str,
+    artifact_store: str,
+    bundle: Any,
+    metrics: Any,
+    curves: Any,
+    report: Any,
+) -> str:
+    """The body of the register component; returns the registered (or content) version."""
+    import pickle
+
+    from churn_components.registry.steps import register_step
+
+    component_logging()
+    from churn_core.settings import Settings
+
+    settings = Settings()
+    result = register_step(
+        {k: a.path for k, a in candidates.items()},
+        evaluation.path,
+        json.loads(Path(decision.path).read_text()),
+        train.path,
+        test.path,
+        transform.path,
+        dict(raw.metadata),
+        config_from_json(config_json),
+        bundle.path,
+        tracking_uri=tracking_uri,
+        artifact_store=artifact_store,
+        connection_string=settings.azure_storage_connection_string or None,
+        transform_sha256=transform.metadata.get("sha256"),
+    )
+    stored = pickle.loads(Path(evaluation.path).read_bytes())  # noqa: S301 - our own artifact
+    selected = result["selected"]
+    log_curves(
+        curves, stored["y_test"], stored["evaluations"][selected].test_scores, result["threshold"]
+    )
+    sel = result["summaries"][selected]
+    log_metrics(metrics, {f"cv_{k}": sel["cv"][k] for k in METRIC_KEYS})
+    log_metrics(metrics, {f"test_{k}": sel["test"][k] for k in METRIC_KEYS})
+    log_metrics(metrics, {"threshold": result["threshold"], "promote": float(result["promote"])})
+    annotate(
+        bundle,
+        {
+            k: result.get(k)
+            for k in ("selected", "version", "model_uri", "aliases", "bundle_uri", "run_id")
+            if result.get(k) is not None
+        },
+    )
+    annotate(bundle, {"synthetic": result["synthetic"], "reason": result["reason"]})
+    Path(report.path).write_text(result["report"])
+    return str(result["version"])

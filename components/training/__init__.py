@@ -1,0 +1,1 @@
+"""Training stages: fit the three candidates with repeated CV, then evaluate them."""
