@@ -64,10 +64,13 @@ demo: install ## The whole loop locally: train + register (kfp.local, SQLite MLf
 bench: install ## Serving benchmark: churn serve (KServe) beside MLServer 1.7.1 -> bench/results/
 	.venv/bin/python bench/run.py $(BENCH_ARGS)
 
+bench-model: install ## Model-level figures: single-row and batch scoring per kind, in process
+	.venv/bin/python bench/model.py $(BENCH_ARGS)
+
 compile: install ## Compile the KFP pipeline to IR YAML under pipelines/
 	.venv/bin/churn pipeline compile
 
 clean: ## Remove local artifacts, runs and caches (not .venv)
 	rm -rf artifacts mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install test test-unit lint lint-workflows format demo bench compile clean
+.PHONY: help install test test-unit lint lint-workflows format demo bench bench-model compile clean

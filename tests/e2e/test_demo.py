@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -69,7 +68,6 @@ def test_demo_script_runs_the_whole_loop_on_synthetic_data(tmp_path: Path) -> No
         "CHURN_GRPC_PORT": str(grpc_port),
         "OMP_NUM_THREADS": "1",
     }
-    started = time.monotonic()
     done = subprocess.run(
         ["bash", str(SCRIPT)],
         capture_output=True,
@@ -78,7 +76,6 @@ def test_demo_script_runs_the_whole_loop_on_synthetic_data(tmp_path: Path) -> No
         cwd=tmp_path,
         timeout=150,
     )
-    seconds = time.monotonic() - started
     out, err = done.stdout, done.stderr
     assert done.returncode == 0, f"{out[-3000:]}\n{err[-3000:]}"
 
@@ -105,7 +102,7 @@ def test_demo_script_runs_the_whole_loop_on_synthetic_data(tmp_path: Path) -> No
     assert "stopping churn serve" in out
     assert not listening(http_port) and not listening(grpc_port)
     assert "Stopping the model server" in log
-    assert seconds < 90, f"the demo took {seconds:.0f} s"
+    assert re.search(r"^== demo done \(\d+s\)$", out, re.M)  # its time, a figure, not a limit
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="the demo script needs bash")

@@ -1,9 +1,8 @@
-"""The fitted scorers: the protocol, pickling, determinism, single-row speed."""
+"""The fitted scorers: the protocol, pickling, determinism (speed: `make bench-model`)."""
 
 from __future__ import annotations
 
 import pickle
-import time
 
 import numpy as np
 import pytest
@@ -99,17 +98,3 @@ def test_xgboost_margin_contributions_sum_to_margin(data: tuple[np.ndarray, np.n
     scorer = _xgboost(X, y)
     contribs = scorer.booster.predict(xgb.DMatrix(X[:5]), pred_contribs=True)
     np.testing.assert_allclose(contribs.sum(axis=1), scorer.margin(X[:5]), rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("kind", sorted(BUILDERS))
-def test_single_row_is_fast(kind: str, data: tuple[np.ndarray, np.ndarray]) -> None:
-    X, y = data
-    scorer = BUILDERS[kind](X, y)
-    row = X[:1]
-    scorer.score(row)
-    n = 200
-    start = time.perf_counter()
-    for _ in range(n):
-        scorer.score(row)
-    per_call = (time.perf_counter() - start) / n
-    assert per_call < 1e-3, f"{kind}: {per_call * 1e6:.0f} us per single-row score"
