@@ -9,8 +9,10 @@ PACKAGE_DIRS := core model components pipelines inference monitoring rollout
 PACKAGE_TREE = $(shell find $(PACKAGE_DIRS) -type d -not -name __pycache__)
 PYTHON ?= python3.11
 PIP_VERSION := 25.3
-# Extra pip arguments for torch alone (e.g. a CPU-only index on a machine without the CPU wheel).
-TORCH_PIP_ARGS ?=
+# Extra pip arguments for torch alone. PyPI's Linux torch is the CUDA build (gigabytes):
+# the CPU index comes first by default, and pip takes 2.13.0+cpu from it (or from a local
+# wheel where one is configured; an unreachable index costs a few seconds of retries).
+TORCH_PIP_ARGS ?= --extra-index-url https://download.pytorch.org/whl/cpu
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
