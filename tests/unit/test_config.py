@@ -216,3 +216,57 @@ def test_the_checks_also_guard_the_json_the_components_receive() -> None:
     assert bad != good
     with pytest.raises(ConfigError, match="ece_bins"):
         config_from_json(bad)
+
+
+# -- names of output features: checked by training, where the fitted transform is known ----
+def _with_xgboost(config: ChurnConfig, **update: Any) -> ChurnConfig:
+    models = config.models.model_copy(
+        update={"xgboost": config.models.xgboost.model_copy(update=update)}
+    )
+    return config.model_copy(update={"models": models})
+
+
+def test_the_committed_xgboost_names_are_output_features(synthetic_frame: Any) -> None:
+    from churn_components.training.train import check_feature_names
+    from churn_model.features import ChurnFeatures
+
+    config = load_config(PROJECT_CONFIG)
+    fitted = ChurnFeatures(tenure_bands=config.features.tenure_bands).fit(synthetic_frame)
+    check_feature_names([f.name for f in fitted.output_features], config.models.xgboost)
+
+
+@pytest.mark.parametrize(
+    ("update", "says"),
+    [
+        (
+            {"monotone_constraints": {"tenure": -1, "tenur": -1}},
+            "models.xgboost.monotone_constraints.tenur = -1: 'tenur' is not an output feature",
+        ),
+        (
+            {"exclude_features": ("tenure_band_*", "tenure_band_0_12")},  # bands are 24, 48 here
+            "models.xgboost.exclude_features[1] = 'tenure_band_0_12': matches no output feature",
+        ),
+    ],
+)
+def test_training_refuses_xgboost_names_the_transform_lacks_before_any_fit(
+    synthetic_frame: Any, update: dict[str, Any], says: str
+) -> None:
+    from churn_components.training.train import train_candidate
+    from churn_model.features import ChurnFeatures
+
+    config = _with_xgboost(load_config(PROJECT_CONFIG), **update)
+    fitted = ChurnFeatures(tenure_bands=(24, 48)).fit(synthetic_frame)
+    with pytest.raises(ConfigError) as caught:
+        train_candidate(synthetic_frame, fitted, "xgboost", config)
+    message = str(caught.value)
+    assert says in message, message
+    assert "the output features are: gender=Female" in message  # what is allowed
+    # the other kinds do not read models.xgboost: they train
+    logistic = train_candidate(synthetic_frame, fitted, "logistic", _fast(config))
+    assert logistic.kind == "logistic"
+
+
+def _fast(config: ChurnConfig) -> ChurnConfig:
+    from tests.fixtures.training import small_config
+
+    return small_config(config)
