@@ -1,20 +1,60 @@
-"""`model_config.yaml`: a typed model that rejects unknown keys and expands ${ENV} values."""
+"""`model_config.yaml`: a typed model that rejects unknown keys and expands ${ENV} values.
+
+Every value whose wrong setting would silently build something wrong (tenure
+bands out of order) or fail later with a bare library error (zero ECE bins)
+is checked here, at load: ranges on the fields, order and cross-field rules
+in validators. `load_config` reports each problem as ``file: dotted.field =
+value: what is allowed``. Checks that need the fitted feature transform (the
+output feature names in ``models.xgboost``) run where the transform is known,
+in training.
+"""
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from churn_core.errors import ConfigError
 
+# the largest seed every consumer (numpy, sklearn, xgboost, torch) takes, with room for
+# the per-fold offsets added in cross-validation
+MAX_SEED = 2**31 - 1_000_000
+
+PositiveInt = Annotated[int, Field(ge=1)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+Name = Annotated[str, Field(min_length=1)]
+
+
+class FieldProblem(ValueError):
+    """A rule over several fields broken; names the field (relative to the model) and value.
+
+    Raised inside a model validator, whose error pydantic reports at the model
+    itself: `load_config` appends `field` to that location.
+    """
+
+    def __init__(self, field: str, value: Any, allowed: str) -> None:
+        super().__init__(allowed)
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity are never a sensible setting: `.inf` in YAML is an error
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataConfig(_Strict):
@@ -28,19 +68,31 @@ class SplitConfig(_Strict):
     """Stratified train/test split."""
 
     test_size: float = Field(0.2, gt=0, lt=1)
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=MAX_SEED)
 
 
 class FeaturesConfig(_Strict):
     """The feature transform."""
 
-    tenure_bands: tuple[int, ...] = (12, 24, 48, 60)
+    # upper edges (months) of the tenure bands; one more band holds everything above
+    tenure_bands: tuple[PositiveInt, ...] = (12, 24, 48, 60)
+
+    @field_validator("tenure_bands")
+    @classmethod
+    def _ascending(cls, bands: tuple[int, ...]) -> tuple[int, ...]:
+        for before, edge in zip(bands, bands[1:], strict=False):
+            if edge <= before:
+                raise ValueError(
+                    "band edges must be strictly ascending (each above the one before), "
+                    f"got {edge} after {before}"
+                )
+        return bands
 
 
 class LogisticConfig(_Strict):
     """Logistic regression; C is chosen inside training folds from the grid."""
 
-    c_grid: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)
+    c_grid: tuple[PositiveFloat, ...] = Field((0.03, 0.1, 0.3, 1.0), min_length=1)
     max_iter: int = Field(100, gt=0)  # Newton iterations
     validation_share: float = Field(0.25, gt=0, lt=1)  # inner split that picks C
 
@@ -48,41 +100,54 @@ class LogisticConfig(_Strict):
 class XGBoostConfig(_Strict):
     """XGBoost; n_estimators by early stopping inside training folds."""
 
-    max_depth: int = 3
-    learning_rate: float = 0.03
-    max_n_estimators: int = 600
-    subsample: float = 0.8
-    colsample_bytree: float = 0.8
-    min_child_weight: float = 5.0
-    reg_lambda: float = 5.0
+    max_depth: int = Field(3, ge=1)
+    learning_rate: float = Field(0.03, gt=0, le=1)
+    max_n_estimators: int = Field(600, ge=1)
+    subsample: float = Field(0.8, gt=0, le=1)
+    colsample_bytree: float = Field(0.8, gt=0, le=1)
+    min_child_weight: float = Field(5.0, ge=0)
+    reg_lambda: float = Field(5.0, ge=0)
     max_bin: int = Field(256, ge=2)
     early_stopping_rounds: int = Field(50, ge=1)
     validation_share: float = Field(0.2, gt=0, lt=1)  # inner split for early stopping
     # output feature name -> +1 (risk may only rise with it) / -1 (only fall)
-    monotone_constraints: dict[str, Literal[-1, 0, 1]] = {}
+    # (training checks that each names an output feature of the fitted transform)
+    monotone_constraints: dict[Name, Literal[-1, 0, 1]] = {}
     # output features the trees never split on (fnmatch patterns), e.g. one-hot tenure
     # bands that would defeat a monotone constraint on tenure
-    exclude_features: tuple[str, ...] = ()
+    exclude_features: tuple[Name, ...] = ()
 
 
 class MLPConfig(_Strict):
     """Torch multi-layer perceptron."""
 
-    hidden: tuple[int, ...] = (16,)
-    dropout: float = 0.0
-    epochs: int = 10
-    batch_size: int = 512
-    learning_rate: float = 0.01
-    weight_decay: float = 0.01
+    hidden: tuple[PositiveInt, ...] = (16,)  # widths of the hidden layers; () is linear
+    dropout: float = Field(0.0, ge=0, lt=1)
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(512, ge=1)
+    learning_rate: float = Field(0.01, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
 
 
 class ModelsConfig(_Strict):
     """Which candidates train and with what hyperparameters."""
 
-    enabled: tuple[Literal["logistic", "xgboost", "mlp"], ...] = ("logistic", "xgboost", "mlp")
+    enabled: tuple[Literal["logistic", "xgboost", "mlp"], ...] = Field(
+        ("logistic", "xgboost", "mlp"), min_length=1
+    )
     logistic: LogisticConfig = LogisticConfig()
     xgboost: XGBoostConfig = XGBoostConfig()
     mlp: MLPConfig = MLPConfig()
+
+    @field_validator("enabled")
+    @classmethod
+    def _no_duplicates(cls, enabled: tuple[str, ...]) -> tuple[str, ...]:
+        seen: set[str] = set()
+        for kind in enabled:
+            if kind in seen:
+                raise ValueError(f"each model kind at most once, {kind!r} is listed twice")
+            seen.add(kind)
+        return enabled
 
 
 class EvaluationConfig(_Strict):
@@ -91,25 +156,38 @@ class EvaluationConfig(_Strict):
     cv_folds: int = Field(5, ge=2)
     cv_repeats: int = Field(5, ge=1)
     calibration: Literal["auto", "none", "sigmoid", "isotonic"] = "auto"
-    ece_bins: int = 10
-    max_plausible_auc: float = 0.88
+    ece_bins: int = Field(10, ge=2)
+    # a ROC-AUC above this means leakage; 0.5 is chance, so anything at or below it
+    # would fail every honest model
+    max_plausible_auc: float = Field(0.88, gt=0.5, le=1)
 
 
 class EconomicsConfig(_Strict):
     """Retention economics for the profit-optimal threshold."""
 
-    offer_cost: float = 50.0
-    customer_value: float = 500.0
-    offer_acceptance: float = 0.3
+    offer_cost: float = Field(50.0, ge=0)
+    customer_value: float = Field(500.0, ge=0)
+    offer_acceptance: float = Field(0.3, ge=0, le=1)
 
 
 class SelectionConfig(_Strict):
     """Pick the best candidate, then gate it against the champion."""
 
-    f1_weight: float = 0.5
-    auc_weight: float = 0.5
+    f1_weight: float = Field(0.5, ge=0)
+    auc_weight: float = Field(0.5, ge=0)
     threshold: Literal["f1", "profit"] = "f1"
     gate_tolerance: float = 0.005
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> SelectionConfig:
+        if self.f1_weight == 0 and self.auc_weight == 0:
+            raise FieldProblem(
+                "f1_weight",
+                0.0,
+                "f1_weight and auc_weight are both 0: at least one must be > 0 "
+                "(else every candidate scores 0)",
+            )
+        return self
 
 
 class RetentionAction(_Strict):
@@ -130,8 +208,8 @@ class ExplainerConfig(_Strict):
 class RegistryConfig(_Strict):
     """MLflow model registry."""
 
-    model_name: str = "churn"
-    experiment: str = "churn-training"
+    model_name: Name = "churn"
+    experiment: Name = "churn-training"
 
 
 class BundleConfig(_Strict):
@@ -144,8 +222,8 @@ class KFPConfig(_Strict):
     """Kubeflow Pipelines submission."""
 
     endpoint: str = ""
-    namespace: str = "kubeflow"
-    experiment: str = "churn"
+    namespace: Name = "kubeflow"
+    experiment: Name = "churn"
 
 
 class ChurnConfig(_Strict):
@@ -162,6 +240,15 @@ class ChurnConfig(_Strict):
     registry: RegistryConfig = RegistryConfig()
     bundle: BundleConfig = BundleConfig()
     kfp: KFPConfig = KFPConfig()
+
+    @model_validator(mode="after")
+    def _explainer_sizes(self) -> ChurnConfig:
+        # checked here, not on ExplainerConfig: an explainer without background rows
+        # fails only when the bundle is served
+        rows = self.explainer.background_rows
+        if rows < 1:
+            raise FieldProblem("explainer.background_rows", rows, "must be >= 1")
+        return self
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -198,7 +285,64 @@ def load_config(path: str | Path) -> ChurnConfig:
     try:
         return ChurnConfig.model_validate(raw)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from err
+        raise ConfigError(f"{path}: {describe_errors(err)}") from err
+
+
+def describe_errors(err: ValidationError) -> str:
+    """Each problem as ``dotted.field = value: what is allowed``, joined by ``; ``.
+
+    An error about a list or mapping as a whole is left out when one of its
+    items has its own error (pydantic adds "too short" after a bad item).
+    """
+    errors = err.errors()
+    locs = [tuple(e["loc"]) for e in errors]
+    kept = [
+        e
+        for e, loc in zip(errors, locs, strict=True)
+        if not any(len(other) > len(loc) and other[: len(loc)] == loc for other in locs)
+    ]
+    return "; ".join(_describe(e) for e in kept or errors)
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc = list(error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    value = error.get("input")
+    problem = (error.get("ctx") or {}).get("error")
+    if isinstance(problem, FieldProblem):
+        loc += problem.field.split(".")
+        value, message = problem.value, problem.allowed
+    if loc and loc[-1] == "[key]":  # a mapping's key, not its value
+        return f"{_dotted(loc[:-2])}: key {_short(value)}: {message}"
+    where = _dotted(loc) or "<top level>"
+    if error["type"] == "missing":
+        return f"{where}: required, not set"
+    if error["type"] == "extra_forbidden":
+        known = _known_keys(loc[:-1])
+        hint = f"; known keys here: {', '.join(known)}" if known else ""
+        return f"{where}: unknown key{hint}"
+    return f"{where} = {_short(value)}: {message}"
+
+
+def _dotted(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _known_keys(loc: Iterable[Any]) -> list[str]:
+    """The field names of the config section at `loc` (empty when it is no section)."""
+    model: Any = ChurnConfig
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)

@@ -12,6 +12,10 @@ artifacts (KFP outputs and bundles) under `CHURN_ARTIFACT_ROOT`, MLflow at
 a local path that does not exist, it generates the SYNTHETIC stand-in data
 set, says so loudly, and every artifact is marked synthetic. It prints the
 wall time of each stage and the total.
+
+Both `run --local` and `submit` pass the loaded `model_config.yaml`
+(``--config``, else ``CHURN_CONFIG_PATH``) as the run's ``config_json``
+argument: every stage of the run, the data stages included, uses it.
 """
 
 from __future__ import annotations
@@ -98,6 +102,32 @@ def _compile(args: argparse.Namespace, config: Any) -> int:
     return 0
 
 
+def submit_arguments(args: argparse.Namespace, settings: Settings, config: Any) -> dict[str, str]:
+    """The run's arguments: one per pipeline parameter, `config_json` the loaded config.
+
+    `config_json` is always passed, so the run uses the configuration loaded
+    here in every stage, whatever default the package (``--package``) was
+    compiled with.
+    """
+    from churn_core.errors import ConfigError
+    from churn_pipelines.training import config_json
+
+    tracking_uri = (
+        args.tracking_uri if args.tracking_uri is not None else settings.mlflow_tracking_uri
+    )
+    if tracking_uri.startswith(("sqlite:", "file:")):
+        raise ConfigError(
+            f"tracking URI {tracking_uri} is a local file the cluster cannot reach: pass "
+            "--tracking-uri http(s)://<mlflow server> (or --tracking-uri '' for no registry)"
+        )
+    return {
+        "source_uri": args.source or settings.data_uri,
+        "artifact_store": args.artifact_store or settings.artifact_root,
+        "tracking_uri": tracking_uri,
+        "config_json": config_json(config),
+    }
+
+
 def _submit(args: argparse.Namespace, settings: Settings, config: Any) -> int:
     import tempfile
 
@@ -111,19 +141,7 @@ def _submit(args: argparse.Namespace, settings: Settings, config: Any) -> int:
     endpoint = args.endpoint or config.kfp.endpoint
     if not endpoint:
         raise ConfigError("no KFP endpoint: set kfp.endpoint (KFP_ENDPOINT) or pass --endpoint")
-    tracking_uri = (
-        args.tracking_uri if args.tracking_uri is not None else settings.mlflow_tracking_uri
-    )
-    if tracking_uri.startswith(("sqlite:", "file:")):
-        raise ConfigError(
-            f"tracking URI {tracking_uri} is a local file the cluster cannot reach: pass "
-            "--tracking-uri http(s)://<mlflow server> (or --tracking-uri '' for no registry)"
-        )
-    arguments = {
-        "source_uri": args.source or settings.data_uri,
-        "artifact_store": args.artifact_store or settings.artifact_root,
-        "tracking_uri": tracking_uri,
-    }
+    arguments = submit_arguments(args, settings, config)
     with tempfile.TemporaryDirectory(prefix="churn-ir-") as tmp:
         package = args.package or str(compile_pipeline(config, Path(tmp) / "churn_training.yaml"))
         try:
@@ -227,7 +245,7 @@ def run_local(
     from kfp import local
 
     from churn_model.registry import absolute_tracking_uri
-    from churn_pipelines.training import build_pipeline
+    from churn_pipelines.training import build_pipeline, config_json
 
     started = time.perf_counter()
     root = Path(settings.artifact_root).resolve()
@@ -259,6 +277,7 @@ def run_local(
                 source_uri=source_uri,
                 artifact_store=str(root),
                 tracking_uri=tracking_uri,
+                config_json=config_json(config),
             )
     except Exception:
         if not verbose:

@@ -11,11 +11,12 @@ champion, registration and the bundle.
                                                                            register <---+
 
 `build_pipeline(config)` returns the pipeline function with the configuration
-compiled in: the data-stage parameters as constants and the whole config as
-the default of the ``config_json`` parameter (the ``kfp`` section, which only
-the submitting client reads, is left out so the IR does not depend on the
-environment). `compile_pipeline` writes the IR YAML committed as
-``pipelines/churn_training.yaml``.
+as the default of its ``config_json`` parameter (the ``kfp`` section, which
+only the submitting client reads, is left out so the IR does not depend on the
+environment). Every stage that reads configuration, the data stages included,
+reads it from that one parameter: a run given another ``config_json`` uses it
+throughout, and the IR holds no configuration value anywhere else.
+`compile_pipeline` writes the IR YAML committed as ``pipelines/churn_training.yaml``.
 """
 
 # No `from __future__ import annotations` here: KFP reads the pipeline's annotations.
@@ -71,12 +72,7 @@ def build_pipeline(config: ChurnConfig) -> Any:
         config_json: str = compiled_config,
     ) -> str:
         data = add_data_stages(
-            source_uri=source_uri,
-            artifact_store=artifact_store,
-            max_rejected_share=config.data.max_rejected_share,
-            test_size=config.split.test_size,
-            seed=config.split.seed,
-            tenure_bands=list(config.features.tenure_bands),
+            source_uri=source_uri, artifact_store=artifact_store, config_json=config_json
         )
         train = data.preprocess.outputs["train"]
         test = data.preprocess.outputs["test"]

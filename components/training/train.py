@@ -30,7 +30,7 @@ from sklearn.base import clone
 from sklearn.model_selection import RepeatedStratifiedKFold
 
 from churn_core.config import ChurnConfig, LogisticConfig, MLPConfig, XGBoostConfig
-from churn_core.errors import InvalidInput
+from churn_core.errors import ConfigError, InvalidInput
 from churn_model.contract import LABEL_COLUMN
 from churn_model.features import ChurnFeatures
 from churn_model.scorers import LogisticScorer, MLPScorer, XGBoostScorer
@@ -202,6 +202,37 @@ def excluded_columns(feature_names: list[str], cfg: XGBoostConfig) -> list[int]:
             )
         out += hits
     return sorted(set(out))
+
+
+def check_feature_names(feature_names: list[str], cfg: XGBoostConfig) -> None:
+    """Check that `models.xgboost` names only output features of the fitted transform.
+
+    `model_config.yaml` is checked at load, but which output features exist
+    depends on the transform (its tenure bands), so this runs when training
+    starts, before any fold is fitted: a misspelt name would otherwise leave a
+    constraint or an exclusion silently unapplied or fail deep inside
+    cross-validation.
+
+    Raises:
+        ConfigError: naming the field, the value and the known output features.
+    """
+    from fnmatch import fnmatchcase
+
+    known = set(feature_names)
+    problems = [
+        f"models.xgboost.monotone_constraints.{name} = {sign}: {name!r} is not an output feature"
+        for name, sign in cfg.monotone_constraints.items()
+        if name not in known
+    ]
+    problems += [
+        f"models.xgboost.exclude_features[{i}] = {pattern!r}: matches no output feature"
+        for i, pattern in enumerate(cfg.exclude_features)
+        if not any(fnmatchcase(name, pattern) for name in feature_names)
+    ]
+    if problems:
+        raise ConfigError(
+            "; ".join(problems) + f" (the output features are: {', '.join(feature_names)})"
+        )
 
 
 def fit_xgboost(
@@ -410,6 +441,8 @@ def train_candidate(
         kind: logistic, xgboost or mlp.
         config: the whole configuration.
     """
+    if kind == "xgboost":
+        check_feature_names([f.name for f in features.output_features], config.models.xgboost)
     y = labels(train)
     cv = cross_validate(train, y, features, kind, config)
     start = time.perf_counter()
