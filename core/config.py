@@ -190,19 +190,126 @@ class SelectionConfig(_Strict):
         return self
 
 
-class RetentionAction(_Strict):
-    """A retention suggestion shown for a reason."""
+class ValueRange(_Strict):
+    """The numbers a retention rule matches: `min`/`max` inclusive, `above`/`below` exclusive."""
 
-    when: str
-    suggestion: str
+    min: float | None = None
+    max: float | None = None
+    above: float | None = None
+    below: float | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> ValueRange:
+        if self.min is not None and self.above is not None:
+            raise ValueError("give min or above, not both")
+        if self.max is not None and self.below is not None:
+            raise ValueError("give max or below, not both")
+        low = self.min if self.min is not None else self.above
+        high = self.max if self.max is not None else self.below
+        if low is None and high is None:
+            raise ValueError("a range needs min, max, above or below")
+        if low is not None and high is not None:
+            inclusive = self.min is not None and self.max is not None
+            if low > high or (low == high and not inclusive):
+                raise ValueError(f"the range matches no number (lower {low:g}, upper {high:g})")
+        return self
+
+    def contains(self, value: float) -> bool:
+        """Whether `value` lies in the range (NaN never does)."""
+        if value != value:  # NaN
+            return False
+        if self.min is not None and value < self.min:
+            return False
+        if self.above is not None and value <= self.above:
+            return False
+        if self.max is not None and value > self.max:
+            return False
+        return not (self.below is not None and value >= self.below)
+
+    def describe(self) -> str:
+        """The range as text, e.g. ``>= 70`` or ``> 0 and < 12``."""
+        parts = []
+        for key, op in (("min", ">="), ("above", ">"), ("max", "<="), ("below", "<")):
+            bound = getattr(self, key)
+            if bound is not None:
+                parts.append(f"{op} {bound:g}")
+        return " and ".join(parts)
+
+
+class RetentionAction(_Strict):
+    """A retention suggestion for a reason, tied to the values that raise the risk.
+
+    It fires for a reason (an attribute whose attribution raises the churn
+    risk by at least `explainer.min_effect_points`) when the customer's value
+    matches `when`: one category or a list of categories for a categorical
+    attribute, a `ValueRange` for a number. `set` is the change it proposes
+    (attribute -> new value), which the explainer re-scores as a what-if.
+    """
+
+    when: str | tuple[str, ...] | ValueRange
+    suggestion: str = Field(min_length=1)
+    set: dict[str, int | float | str] = {}
+
+    @model_validator(mode="after")
+    def _value_bound(self) -> RetentionAction:
+        if self.when == "*" or (isinstance(self.when, tuple) and "*" in self.when):
+            raise ValueError(
+                'when: "*" fires whatever the value, also when the value lowers the risk; '
+                "name the categories, or a range (min/max/above/below) for a number"
+            )
+        if isinstance(self.when, tuple) and not self.when:
+            raise ValueError("when: an empty list matches nothing")
+        return self
+
+    def matches(self, value: object) -> bool:
+        """Whether the customer's `value` is one this action is for."""
+        if isinstance(self.when, ValueRange):
+            try:
+                return self.when.contains(float(value))  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                return False
+        if isinstance(self.when, tuple):
+            return value in self.when
+        return value == self.when
 
 
 class ExplainerConfig(_Strict):
-    """Explanations."""
+    """Explanations: reasons, context attributes, the retention catalogue.
+
+    `context` attributes explain (they may be reasons) but are not levers a
+    retention offer can move: they never carry a suggestion, and no rule may
+    name or change them. That every named attribute is a customer attribute
+    of the data contract is checked where the contract is known, when the
+    explainer is built (`churn_model.explain.check_explainer_config`).
+    """
 
     top_k: int = Field(3, ge=1)
     background_rows: int = 200
+    # smallest effect (probability points) a reason may have; below 0.1 it would read "0.0 points"
+    min_effect_points: float = Field(1.0, ge=0.1, le=100)
+    context: tuple[str, ...] = ()
     retention: dict[str, list[RetentionAction]] = {}
+
+    @model_validator(mode="after")
+    def _context_gets_no_suggestion(self) -> ExplainerConfig:
+        repeated = sorted({a for a in self.context if self.context.count(a) > 1})
+        if repeated:
+            raise ValueError(f"context names {', '.join(repeated)} more than once")
+        context = set(self.context)
+        for attribute, actions in self.retention.items():
+            if attribute in context:
+                raise ValueError(
+                    f"retention.{attribute}: {attribute} is a context attribute "
+                    "(explainer.context): it explains but gets no suggestion"
+                )
+            for i, action in enumerate(actions):
+                moved = sorted(context & set(action.set))
+                if moved:
+                    raise ValueError(
+                        f"retention.{attribute}[{i}].set: changes context attribute(s) "
+                        f"{', '.join(moved)}, which no retention offer can move"
+                    )
+        return self
 
 
 class RegistryConfig(_Strict):

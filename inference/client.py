@@ -9,7 +9,9 @@ the server validates and answers a 400 naming the column and the value,
 which the client raises as `InvalidInput` with the server's message.
 
 Explanations come from the `<model>-explainer` v2 model (the v2 protocol has
-no explain endpoint): its `reasons` and `suggestions` outputs.
+no explain endpoint): its `reasons`, `suggestions` and `what_if` outputs, one
+slot per reason (a what-if is the model's probability for the customer with
+the suggestion's change applied).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 BATCH_ROWS = 1000  # customers per request
 EXPLAINER_SUFFIX = "-explainer"
+EXPLANATION_OUTPUTS = ("reasons", "suggestions", "what_if")
 _STATUS_ERRORS: dict[int, type[ChurnError]] = {400: InvalidInput, 404: NotFound, 503: NotReady}
 
 
@@ -126,6 +129,7 @@ class Scored:
     churn: list[bool]
     reasons: list[list[str]] = field(default_factory=list)
     suggestions: list[list[str]] = field(default_factory=list)
+    what_ifs: list[list[str]] = field(default_factory=list)  # slot by slot with suggestions
 
 
 def _outputs(body: dict[str, Any], names: Sequence[str]) -> dict[str, list[Any]]:
@@ -197,10 +201,11 @@ class V2Client:
             result.churn += [bool(d) for d in outs["churn"]]
             if explain:
                 explainer = f"{self.model}{EXPLAINER_SUFFIX}"
-                answer = self.infer(explainer, v2_request(batch, ("reasons", "suggestions")))
-                outs = _outputs(answer, ("reasons", "suggestions"))
+                answer = self.infer(explainer, v2_request(batch, EXPLANATION_OUTPUTS))
+                outs = _outputs(answer, EXPLANATION_OUTPUTS)
                 result.reasons += [[str(t) for t in row if t] for row in outs["reasons"]]
                 result.suggestions += [[str(t) for t in row] for row in outs["suggestions"]]
+                result.what_ifs += [[str(t or "") for t in row] for row in outs["what_if"]]
         return result
 
 
@@ -221,7 +226,12 @@ def format_table(
     scored: Scored,
     actual: Sequence[str] | None = None,
 ) -> str:
-    """customerID, churn probability, churn decision (and the actual label, reasons)."""
+    """customerID, churn probability, churn decision (and the actual label, reasons).
+
+    Under each customer with reasons: one numbered line per reason, its
+    retention suggestion (``-> ...``) and that suggestion's what-if
+    (``what if Contract = One year: 52.8% -> 21.4%``).
+    """
     header = ["customerID", "churn probability", "churn"] + (["actual"] if actual else [])
     rows = []
     for i, customer in enumerate(ids):
@@ -241,8 +251,11 @@ def format_table(
         out.append(line(row))
         if scored.reasons:
             suggestions = scored.suggestions[i] if i < len(scored.suggestions) else []
+            what_ifs = scored.what_ifs[i] if i < len(scored.what_ifs) else []
             for j, reason in enumerate(scored.reasons[i]):
                 out.append(f"    {j + 1}. {reason}")
                 if j < len(suggestions) and suggestions[j]:
                     out.append(f"       -> {suggestions[j]}")
+                if j < len(what_ifs) and what_ifs[j]:
+                    out.append(f"          what if {what_ifs[j]}")
     return "\n".join(out)

@@ -99,6 +99,7 @@ def open_bundle(
         churn_core.errors.BundleIntegrityError: a file does not match its recorded sha256.
         NotFound: nothing at `uri`.
         BundleUnusable: not a churn model bundle, or one this code cannot run.
+        churn_core.errors.ConfigError: the explainer section names what the contract lacks.
     """
     config = explainer_config or ExplainerConfig()
     with tempfile.TemporaryDirectory(prefix="churn-bundle-") as tmp:
@@ -124,9 +125,7 @@ def open_bundle(
             threshold,
             model.threshold,
         )
-    explainer = Explainer(
-        model, threshold, background=background, retention=config.retention, top_k=config.top_k
-    )
+    explainer = Explainer(model, threshold, background=background, config=config)
     files = meta.get("files") or {}
     return ServedBundle(
         model=model,

@@ -5,10 +5,13 @@
 
 `--input` reads a CSV (path or any URI `churn` reads) with the Telco columns;
 the id and label columns stay on this side, the label is shown beside the
-answer. `--sample N` takes N random customers of the configured data
-(`CHURN_DATA_URI`), or of the generated SYNTHETIC stand-in when that local
-file does not exist, and says so loudly. The server answers over the v2 REST
-protocol; a request it rejects is shown with its message and exit status 2.
+answer; `--explain` adds under each customer the reasons, the retention
+suggestions and, for each suggestion, the model's probability with its change
+applied (``what if Contract = One year: 52.8% -> 21.4%``). `--sample N` takes
+N random customers of the configured data (`CHURN_DATA_URI`), or of the
+generated SYNTHETIC stand-in when that local file does not exist, and says so
+loudly. The server answers over the v2 REST protocol; a request it rejects is
+shown with its message and exit status 2.
 """
 
 from __future__ import annotations
@@ -50,7 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--explain",
         action="store_true",
-        help="also the top reasons and retention suggestions (the <model>-explainer model)",
+        help=(
+            "also the top reasons, retention suggestions and their what-ifs "
+            "(the <model>-explainer model)"
+        ),
     )
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
 

@@ -34,12 +34,17 @@ from churn_inference.schema import (
     decode_columns,
     decode_instances,
 )
+from churn_model.explain import Explanation
 
 logger = logging.getLogger(__name__)
 
 BASE_OUTPUT = "base_log_odds"
 REASONS_OUTPUT = "reasons"
 SUGGESTIONS_OUTPUT = "suggestions"
+WHAT_IF_OUTPUT = "what_if"
+WHAT_IF_PROBABILITY_OUTPUT = "what_if_probability"
+WHAT_IF_CHANGE_OUTPUT = "what_if_change"
+NO_WHAT_IF = -1.0  # what_if_probability of a slot without a what-if
 ATTRIBUTION_PREFIX = "attribution_"
 
 
@@ -289,8 +294,39 @@ class ChurnPredictor(_SyncModel):
                 "model_name": self.name,
                 "model_version": bundle.version,
                 "method": _method(bundle.kind),
+                "additivity": bundle.explainer.additivity,
                 "explanations": explanation.as_dicts(),
             }
+
+
+WHAT_IFS = (WHAT_IF_OUTPUT, WHAT_IF_PROBABILITY_OUTPUT, WHAT_IF_CHANGE_OUTPUT)
+
+
+def _reason_slots(exp: Explanation, k: int) -> dict[str, tuple[str, np.ndarray]]:
+    """The per-reason outputs, shape [n, k]: texts, suggestions and what-ifs."""
+    import orjson
+
+    n = len(exp.probability)
+    reasons = np.full((n, k), "", dtype=object)
+    suggestions = np.full((n, k), "", dtype=object)
+    what_if = np.full((n, k), "", dtype=object)
+    what_if_change = np.full((n, k), "", dtype=object)
+    what_if_probability = np.full((n, k), NO_WHAT_IF, dtype=np.float32)
+    for i, row in enumerate(exp.reasons):
+        for j, reason in enumerate(row):
+            reasons[i, j] = reason.text
+            suggestions[i, j] = reason.suggestion
+            if reason.what_if is not None:
+                what_if[i, j] = reason.what_if.text
+                what_if_probability[i, j] = reason.what_if.probability
+                what_if_change[i, j] = orjson.dumps(reason.what_if.change).decode()
+    return {
+        REASONS_OUTPUT: ("BYTES", reasons),
+        SUGGESTIONS_OUTPUT: ("BYTES", suggestions),
+        WHAT_IF_OUTPUT: ("BYTES", what_if),
+        WHAT_IF_PROBABILITY_OUTPUT: ("FP32", what_if_probability),
+        WHAT_IF_CHANGE_OUTPUT: ("BYTES", what_if_change),
+    }
 
 
 def _method(kind: str) -> str:
@@ -305,8 +341,14 @@ class ChurnExplainerModel(_SyncModel):
     """``<name>-explainer``: explanations as v2 outputs, from the predictor's bundle.
 
     Outputs per customer: churn_probability (FP32), base_log_odds (FP32), one
-    ``attribution_<attribute>`` (FP32, log-odds) per customer attribute, and
-    the top reasons and their retention suggestions (BYTES, shape [n, k]).
+    ``attribution_<attribute>`` (FP32, log-odds of the raw scorer) per customer
+    attribute, and per reason slot (shape [n, k], k = top_k): ``reasons`` and
+    ``suggestions`` (BYTES), ``what_if`` (BYTES, e.g. "Contract = One year:
+    52.8% -> 21.4%"), ``what_if_probability`` (FP32: the model's probability
+    with the suggestion's change applied) and ``what_if_change`` (BYTES: the
+    change as a JSON object). A slot without a reason, or whose reason has no
+    what-if, holds "" and NO_WHAT_IF (-1: never a probability; JSON has no
+    NaN and the protocol's tensor data no null).
     """
 
     def __init__(self, predictor: ChurnPredictor) -> None:
@@ -337,14 +379,21 @@ class ChurnExplainerModel(_SyncModel):
 
     def _output_names(self) -> list[str]:
         attrs = [f"{ATTRIBUTION_PREFIX}{s.name}" for s in self.predictor._specs]
-        return [OUTPUT_PROBABILITY, BASE_OUTPUT, *attrs, REASONS_OUTPUT, SUGGESTIONS_OUTPUT]
+        return [
+            OUTPUT_PROBABILITY,
+            BASE_OUTPUT,
+            *attrs,
+            REASONS_OUTPUT,
+            SUGGESTIONS_OUTPUT,
+            *WHAT_IFS,
+        ]
 
     def get_input_types(self) -> list[dict[str, Any]]:
         """Same inputs as the predictor."""
         return self.predictor.get_input_types()
 
     def get_output_types(self) -> list[dict[str, Any]]:
-        """Probability, base value, one attribution per attribute, reasons, suggestions."""
+        """Probability, base value, one attribution per attribute, then the per-reason slots."""
         out = [
             {"name": OUTPUT_PROBABILITY, "datatype": "FP32", "shape": [-1]},
             {"name": BASE_OUTPUT, "datatype": "FP32", "shape": [-1]},
@@ -357,6 +406,9 @@ class ChurnExplainerModel(_SyncModel):
         out += [
             {"name": REASONS_OUTPUT, "datatype": "BYTES", "shape": [-1, k]},
             {"name": SUGGESTIONS_OUTPUT, "datatype": "BYTES", "shape": [-1, k]},
+            {"name": WHAT_IF_OUTPUT, "datatype": "BYTES", "shape": [-1, k]},
+            {"name": WHAT_IF_PROBABILITY_OUTPUT, "datatype": "FP32", "shape": [-1, k]},
+            {"name": WHAT_IF_CHANGE_OUTPUT, "datatype": "BYTES", "shape": [-1, k]},
         ]
         return out
 
@@ -369,19 +421,11 @@ class ChurnExplainerModel(_SyncModel):
             cols, names = self.predictor.columns(payload, self._output_names())
             exp = bundle.explainer.explain_columns(cols)
             churn_metrics().explanations.labels(self.predictor.name).inc(len(exp.probability))
-            k = bundle.explainer.top_k
-            reasons = np.full((len(exp.probability), k), "", dtype=object)
-            suggestions = np.full((len(exp.probability), k), "", dtype=object)
-            for i, row in enumerate(exp.reasons):
-                for j, reason in enumerate(row):
-                    reasons[i, j] = reason.text
-                    suggestions[i, j] = reason.suggestion
             encoding = _encoding(payload)
             arrays: dict[str, tuple[str, np.ndarray]] = {
                 OUTPUT_PROBABILITY: ("FP32", exp.probability.astype(np.float32)),
                 BASE_OUTPUT: ("FP32", exp.base.astype(np.float32)),
-                REASONS_OUTPUT: ("BYTES", reasons),
-                SUGGESTIONS_OUTPUT: ("BYTES", suggestions),
+                **_reason_slots(exp, bundle.explainer.top_k),
             }
             for j, attr in enumerate(exp.attributes):
                 arrays[f"{ATTRIBUTION_PREFIX}{attr}"] = (

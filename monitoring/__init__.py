@@ -1,4 +1,4 @@
-"""The drift and decay service: payload-logger CloudEvents in, windows, detectors, estimates, trigger.
+"""The drift and decay service: logger CloudEvents in, windows, detectors, estimates, trigger.
 
 Reads the served model through `churn_model` (its drift reference and
 detectors travel in the bundle) and never imports the training code

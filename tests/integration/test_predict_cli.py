@@ -109,7 +109,7 @@ def test_predict_input_prints_the_table(model_server, customers_csv, offline):
     assert [r[3] for r in rows] == frame[LABEL_COLUMN].tolist()  # shown, never sent
 
 
-def test_predict_explain_shows_the_explainers_reasons(model_server, customers_csv):
+def test_predict_explain_shows_the_explainers_reasons_and_what_ifs(model_server, customers_csv):
     path, frame = customers_csv
     done = churn_predict("--input", str(path), "--url", model_server.url, "--explain")
     assert done.returncode == 0, done.stderr
@@ -122,16 +122,21 @@ def test_predict_explain_shows_the_explainers_reasons(model_server, customers_cs
     ).json()["explanations"]
     for i, customer in enumerate(frame[ID_COLUMN]):
         at = next(n for n, line in enumerate(lines) if line.startswith(f"{customer} "))
-        reasons = v1[i]["reasons"]
-        assert reasons, customer
-        shown = lines[at + 1 : at + 1 + 2 * len(reasons)]
         expected = []
-        for j, reason in enumerate(reasons):
+        for j, reason in enumerate(v1[i]["reasons"]):
             expected.append(f"    {j + 1}. {reason['text']}")
             if reason["suggestion"]:
                 expected.append(f"       -> {reason['suggestion']}")
-        assert shown[: len(expected)] == expected
-    assert any("-> Offer a discounted one- or two-year contract." in line for line in lines)
+            if reason["what_if"]:
+                expected.append(f"          what if {reason['what_if']['text']}")
+        # the reasons, then the next customer (none is a valid answer: nothing shown)
+        assert lines[at + 1 : at + 1 + len(expected)] == expected, customer
+        after = lines[at + 1 + len(expected) :]
+        assert not after or not after[0].startswith("    "), customer
+    assert any(line.startswith("       -> Offer a discounted one-year contract.") for line in lines)
+    what_if = [line for line in lines if line.startswith("          what if Contract = One year: ")]
+    assert what_if and all(re.search(r": \d+\.\d% -> \d+\.\d%$", line) for line in what_if)
+    assert " 0.0 points" not in done.stdout
 
 
 def test_predict_shows_server_errors_and_fails(model_server, customers_csv, tmp_path):

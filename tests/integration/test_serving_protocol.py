@@ -75,8 +75,16 @@ def test_server_and_model_metadata_rest(server):
     explainer = requests.get(f"{server.url}/v2/models/churn-explainer", timeout=5).json()
     names = [o["name"] for o in explainer["outputs"]]
     assert names[:2] == ["churn_probability", "base_log_odds"]
-    assert names[2:-2] == [f"attribution_{a}" for a in FEATURE_NAMES]
-    assert explainer["outputs"][-2] == {"name": "reasons", "datatype": "BYTES", "shape": [-1, 3]}
+    attributions = [f"attribution_{a}" for a in FEATURE_NAMES]
+    assert names[2 : 2 + len(attributions)] == attributions
+    # one slot per reason (top_k = 3): the texts, then the what-ifs of the suggestions
+    assert explainer["outputs"][2 + len(attributions) :] == [
+        {"name": "reasons", "datatype": "BYTES", "shape": [-1, 3]},
+        {"name": "suggestions", "datatype": "BYTES", "shape": [-1, 3]},
+        {"name": "what_if", "datatype": "BYTES", "shape": [-1, 3]},
+        {"name": "what_if_probability", "datatype": "FP32", "shape": [-1, 3]},
+        {"name": "what_if_change", "datatype": "BYTES", "shape": [-1, 3]},
+    ]
     assert requests.get(f"{server.url}/v2/models/nope", timeout=5).status_code == 404
 
 
@@ -233,23 +241,52 @@ def test_v1_predict_with_instances(server, held_out, offline):
     )
 
 
-def test_v1_explain(server, held_out):
-    risky = held_out[held_out["Contract"] == "Month-to-month"].iloc[:2]
+def changed_rows(frame, changes):
+    """The customers of `frame` (row, change) with each change applied, in that order."""
+    import pandas as pd
+
+    rows = []
+    for i, change in changes:
+        row = frame.iloc[[i]].copy()
+        for name, value in change.items():
+            row[name] = value
+        rows.append(row)
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_v1_explain(server, held_out, offline):
+    risky = held_out[held_out["Contract"] == "Month-to-month"].iloc[:8].reset_index(drop=True)
     r = post(server, "/v1/models/churn:explain", {"instances": instances(risky)})
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["method"].startswith("exact TreeSHAP")
+    assert out["additivity"].startswith("base_log_odds + sum(attributions) = log_odds")
     first = out["explanations"][0]
     assert set(first["attributions"]) == set(FEATURE_NAMES)
-    reasons = first["reasons"]
-    assert reasons and all("raises churn risk by" in x["text"] for x in reasons)
-    contract = [x for x in reasons if x["attribute"] == "Contract"]
-    if contract:  # the retention catalogue of model_config.yaml
-        assert contract[0]["suggestion"] == "Offer a discounted one- or two-year contract."
+    reasons = [(i, x) for i, e in enumerate(out["explanations"]) for x in e["reasons"]]
+    assert reasons and all("raises churn risk by" in x["text"] for _, x in reasons)
+    assert all(x["probability_points"] >= 1.0 for _, x in reasons)  # min_effect_points
+    contract = [(i, x) for i, x in reasons if x["attribute"] == "Contract"]
+    assert contract  # the retention catalogue of model_config.yaml, with its what-if
+    for _, x in contract:
+        assert x["suggestion"] == "Offer a discounted one-year contract."
+        assert x["what_if"]["set"] == {"Contract": "One year"}
+    # every what-if is the offline model's probability of the changed customer
+    what_ifs = [(i, x["what_if"]) for i, x in reasons if x["what_if"] is not None]
+    expected = offline[0].predict_proba(changed_rows(risky, [(i, w["set"]) for i, w in what_ifs]))
+    got = np.float32([w["churn_probability"] for _, w in what_ifs])
+    np.testing.assert_allclose(got, expected.astype(np.float32), rtol=0, atol=1e-6)
+    for i, w in what_ifs:
+        before = out["explanations"][i]["churn_probability"] * 100
+        assert w["text"].endswith(f"{before:.1f}% -> {w['churn_probability'] * 100:.1f}%")
+    context = [x for _, x in reasons if x["attribute"] in ("gender", "tenure", "TotalCharges")]
+    assert all(x["suggestion"] == "" and x["what_if"] is None for x in context)
 
 
-def test_v2_explainer_model(server, held_out):
-    frame = held_out[held_out["Contract"] == "Month-to-month"].iloc[:3]
+def test_v2_explainer_model(server, held_out, offline):
+    import json
+
+    frame = held_out[held_out["Contract"] == "Month-to-month"].iloc[:3].reset_index(drop=True)
     r = post(server, "/v2/models/churn-explainer/infer", v2_body(frame))
     assert r.status_code == 200, r.text
     outs = {o["name"]: o for o in r.json()["outputs"]}
@@ -264,6 +301,47 @@ def test_v2_explainer_model(server, held_out):
     logit = np.log(np.float32(outs["churn_probability"]["data"]))
     logit -= np.log1p(-np.float32(outs["churn_probability"]["data"]))
     np.testing.assert_allclose(np.float32(outs["base_log_odds"]["data"]) + total, logit, atol=1e-3)
+    # the what-ifs, slot by slot with the suggestions; an empty slot: "" and -1
+    for name, datatype in [("what_if", "BYTES"), ("what_if_probability", "FP32")]:
+        assert outs[name]["datatype"] == datatype and outs[name]["shape"] == [3, 3]
+    changes = outs["what_if_change"]["data"]
+    proba = outs["what_if_probability"]["data"]
+    slots = [k for k, c in enumerate(changes) if c]
+    assert slots and all(outs["suggestions"]["data"][k] for k in slots)
+    assert all(
+        proba[k] == -1 and not outs["what_if"]["data"][k] for k in range(9) if k not in slots
+    )
+    expected = offline[0].predict_proba(
+        changed_rows(frame, [(k // 3, json.loads(changes[k])) for k in slots])
+    )
+    np.testing.assert_allclose(
+        np.float32([proba[k] for k in slots]), expected.astype(np.float32), rtol=0, atol=1e-6
+    )
+    assert any(outs["what_if"]["data"][k].startswith("Contract = One year: ") for k in slots)
+
+
+def test_v2_explainer_what_ifs_over_grpc(server, held_out):
+    from kserve import InferenceGRPCClient
+
+    frame = held_out.iloc[:4]
+
+    async def call():
+        client = InferenceGRPCClient(server.grpc_url, timeout=30)
+        try:
+            request = v2_request(
+                frame, "churn-explainer", outputs=["what_if_probability", "what_if_change"]
+            )
+            return await client.infer(request)
+        finally:
+            await client.close()
+
+    response = asyncio.run(call())
+    proba = response.get_output_by_name("what_if_probability").as_numpy()
+    changes = response.get_output_by_name("what_if_change").as_numpy()
+    assert proba.shape == (4, 3) and proba.dtype == np.float32 and changes.shape == (4, 3)
+    has_change = np.vectorize(bool)(changes)
+    assert has_change.any()
+    np.testing.assert_array_equal(proba != -1.0, has_change)
 
 
 # -- metrics and binding ----------------------------------------------------------------

@@ -97,3 +97,57 @@ def test_missing_bundle_is_not_ready(tmp_path):
 
 def test_metrics_register_once():
     assert churn_metrics() is churn_metrics()
+
+
+def test_v2_explainer_outputs_carry_the_what_ifs(bundle_dir, customer_split):
+    import orjson
+    import pandas as pd
+
+    from tests.fixtures.training import project_config
+
+    predictor = ChurnPredictor(
+        "churn-whatif", str(bundle_dir("xgboost")), explainer_config=project_config().explainer
+    )
+    assert predictor.load()
+    explainer = ChurnExplainerModel(predictor)
+    frame = customer_split[1].iloc[:30].reset_index(drop=True)
+    response = explainer.predict(v2_request(frame, explainer.name))
+    outs = {o.name: o for o in response.outputs}
+    k = predictor.bundle.explainer.top_k
+    for name, datatype in [
+        ("reasons", "BYTES"),
+        ("suggestions", "BYTES"),
+        ("what_if", "BYTES"),
+        ("what_if_probability", "FP32"),
+        ("what_if_change", "BYTES"),
+    ]:
+        assert outs[name].datatype == datatype and list(outs[name].shape) == [30, k], name
+    texts = np.asarray(outs["what_if"].data, dtype=object).reshape(30, k)
+    changes = np.asarray(outs["what_if_change"].data, dtype=object).reshape(30, k)
+    proba = np.asarray(outs["what_if_probability"].data, dtype=np.float32).reshape(30, k)
+    suggestions = np.asarray(outs["suggestions"].data, dtype=object).reshape(30, k)
+    filled = [(i, j) for i in range(30) for j in range(k) if changes[i, j]]
+    assert len(filled) > 10
+    # an empty slot is empty in every what-if output; a what-if always has its suggestion
+    has_change = changes.astype(bool)
+    np.testing.assert_array_equal(texts.astype(bool), has_change)
+    np.testing.assert_array_equal(proba != -1.0, has_change)  # -1: no what-if
+    assert ((proba == -1.0) | ((proba >= 0) & (proba <= 1))).all()
+    assert all(suggestions[i, j] for i, j in filled)
+    rows = []
+    for i, j in filled:
+        row = frame.iloc[[i]].copy()
+        for name, value in orjson.loads(changes[i, j]).items():
+            row[name] = value
+        rows.append(row)
+    offline = predictor.bundle.model.predict_proba(pd.concat(rows, ignore_index=True))
+    np.testing.assert_array_equal([proba[i, j] for i, j in filled], offline.astype(np.float32))
+
+
+def test_an_explainer_config_naming_no_attribute_leaves_the_model_not_ready(bundle_dir):
+    from churn_core.config import ExplainerConfig
+
+    config = ExplainerConfig(context=("gendr",))
+    model = ChurnPredictor("churn-badconfig", str(bundle_dir("logistic")), explainer_config=config)
+    assert model.load() is False and model.ready is False
+    assert "explainer.context: 'gendr' is not a customer attribute" in model.load_error
