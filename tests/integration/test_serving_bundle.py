@@ -54,7 +54,7 @@ def test_tampered_bundle_is_refused_and_not_ready(bundle_dir, customer_split, tm
             assert "refused" in info.value.details()
         log = server.log()
         assert "NOT READY" in log and "refusing bundle" in log
-        assert "model.pkl has sha256" in log and "refusing to load it" in log
+        assert "model.json has sha256" in log and "refusing to load it" in log
         assert server.alive()
     finally:
         server.stop()
