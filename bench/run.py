@@ -179,12 +179,11 @@ def trained_xgboost_bundle(directory: Path, train: Any) -> Path:
     """An XGBoost bundle fitted by the training code with model_config.yaml (early stopping,
     monotone constraints), the transform as the features stage fits it."""
     import io
-    import pickle
 
     from churn_components.registry.package import BACKGROUND, input_schema
     from churn_components.training.train import fitter, labels
     from churn_core.config import load_config
-    from churn_model.bundle import write_bundle
+    from churn_model.bundle import FORMAT, model_files, write_bundle
     from churn_model.features import ChurnFeatures
     from churn_model.model import ChurnModel
 
@@ -198,6 +197,7 @@ def trained_xgboost_bundle(directory: Path, train: Any) -> Path:
     buf = io.BytesIO()
     np.save(buf, X[rows])
     meta = {
+        "format": FORMAT,
         "name": "churn",
         "version": "bench",
         "kind": "xgboost",
@@ -206,7 +206,7 @@ def trained_xgboost_bundle(directory: Path, train: Any) -> Path:
         "explainer": {"background": BACKGROUND},
         "trees": int(scorer.booster.num_boosted_rounds()),
     }
-    files = {"model.pkl": pickle.dumps(model), BACKGROUND: buf.getvalue()}
+    files = {**model_files(model), BACKGROUND: buf.getvalue()}
     return write_bundle(directory, files, meta)
 
 

@@ -4,13 +4,13 @@ A bundle is named by a local path (or ``file://``), an Azure Blob URI
 (``az://`` or ``https://<account>.blob.core.windows.net/...``) or a registry
 alias (``models:/<name>@<alias>``). Remote bundles are copied into a temporary
 folder first; then `churn_model.bundle.load_model` checks every file's sha256
-before anything is unpickled.
+before it reads any, checks the bundle format, and rebuilds the model from
+its stored numbers (nothing is unpickled).
 """
 
 from __future__ import annotations
 
 import logging
-import pickle
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,20 +98,13 @@ def open_bundle(
     Raises:
         churn_core.errors.BundleIntegrityError: a file does not match its recorded sha256.
         NotFound: nothing at `uri`.
-        BundleUnusable: not a churn model bundle, or one this code cannot run.
+        BundleUnusable: a bundle of another format, or one this code cannot rebuild or run.
         churn_core.errors.ConfigError: the explainer section names what the contract lacks.
     """
     config = explainer_config or ExplainerConfig()
     with tempfile.TemporaryDirectory(prefix="churn-bundle-") as tmp:
         local = fetch_bundle(uri, Path(tmp), connection_string)
-        try:
-            model, meta = load_model(local)
-        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as err:
-            raise BundleUnusable(f"{uri}: {MODEL} cannot be loaded: {err}") from err
-        for attr in ("features", "estimator", "predict_proba_columns"):
-            if not hasattr(model, attr):
-                kind = type(model).__name__
-                raise BundleUnusable(f"{uri}: {MODEL} holds a {kind}, not a ChurnModel")
+        model, meta = load_model(local)
         _self_test(model, uri)
         background = load_background(local, meta)
     check = model.features.transform_columns(_probe())

@@ -1,9 +1,10 @@
 """Probability calibrators: monotone maps from a raw score to a calibrated probability.
 
 They implement the `Calibrator` protocol of `churn_model.model`, keep
-only numbers (they pickle small and apply in microseconds on one row), and
-are fitted (`churn_components.training.calibrate`) on out-of-fold predictions of the
-training split only.
+only numbers (stored as JSON by `to_state`, applied in microseconds on one
+row), and are fitted (`churn_components.training.calibrate`) on out-of-fold
+predictions of the training split only. JSON keeps every float exactly
+(Python writes the shortest repr that reads back to the same double).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import expit, logit
+
+from churn_model.serialize import State
 
 _EPS = 1e-6
 
@@ -32,6 +35,15 @@ class SigmoidCalibrator:
         """Calibrated probabilities."""
         return np.asarray(expit(self.slope * _logit(p) + self.intercept))
 
+    def to_state(self) -> State:
+        """Slope and intercept as JSON."""
+        return State(fields={"slope": float(self.slope), "intercept": float(self.intercept)})
+
+    @classmethod
+    def from_state(cls, state: State) -> SigmoidCalibrator:
+        """The calibrator from its two numbers."""
+        return cls(slope=float(state.fields["slope"]), intercept=float(state.fields["intercept"]))
+
 
 @dataclass
 class IsotonicCalibrator:
@@ -45,6 +57,19 @@ class IsotonicCalibrator:
         """Calibrated probabilities."""
         out = np.interp(np.asarray(p, dtype=np.float64), self.x, self.y)
         return np.clip(out, _EPS, 1 - _EPS)
+
+    def to_state(self) -> State:
+        """The breakpoints as JSON lists."""
+        return State(fields={"x": [float(v) for v in self.x], "y": [float(v) for v in self.y]})
+
+    @classmethod
+    def from_state(cls, state: State) -> IsotonicCalibrator:
+        """The calibrator from its breakpoints."""
+        x = np.asarray(state.fields["x"], dtype=np.float64)
+        y = np.asarray(state.fields["y"], dtype=np.float64)
+        if x.ndim != 1 or x.shape != y.shape or not len(x):
+            raise ValueError(f"isotonic breakpoints: {len(x)} x and {len(y)} y values")
+        return cls(x=x, y=y)
 
 
 Fitted = SigmoidCalibrator | IsotonicCalibrator

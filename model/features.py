@@ -3,6 +3,11 @@
 It is written once, over numpy column arrays, so the same code serves a
 7,000-row training frame and a single-row request without pandas overhead:
 `transform(df)` and `transform_columns({...})` are the same computation.
+
+It is stored as data (`to_state`): its parameters, the fitted mean and scale
+arrays and the output feature names it produced; `from_state` rebuilds it and
+refuses a state whose recorded features differ from what this code's layout
+gives for the same parameters.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from sklearn.exceptions import NotFittedError
 
 from churn_core.errors import InvalidInput
 from churn_model.contract import FEATURE_COLUMNS, Categorical
+from churn_model.serialize import State
 
 SERVICE_COLUMNS = (
     "PhoneService",
@@ -173,6 +179,69 @@ class ChurnFeatures(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the output columns (sklearn convention)."""
         return np.asarray([f.name for f in self.fitted_.features], dtype=object)
+
+    # -- stored form -----------------------------------------------------
+    def to_state(self) -> State:
+        """Parameters, output features (for the record and the check) and the fitted arrays."""
+        fitted = getattr(self, "fitted_", None)
+        if fitted is None:
+            raise NotFittedError("ChurnFeatures is not fitted yet: nothing to store")
+        return State(
+            fields={
+                "params": {
+                    "tenure_bands": [int(b) for b in self.tenure_bands],
+                    "scale": self.scale,
+                },
+                "output_features": [
+                    {"name": f.name, "sources": list(f.sources)} for f in fitted.features
+                ],
+            },
+            arrays={
+                "mean": np.asarray(fitted.mean, dtype=np.float64),
+                "scale": np.asarray(fitted.scale, dtype=np.float64),
+            },
+        )
+
+    @classmethod
+    def from_state(cls, state: State) -> ChurnFeatures:
+        """The fitted transform again; its output features come from this code's layout.
+
+        Raises:
+            ValueError: the recorded output features or the arrays do not match the
+                layout this code derives from the stored parameters.
+        """
+        params = state.fields["params"]
+        transform = cls(
+            tenure_bands=tuple(int(b) for b in params["tenure_bands"]), scale=bool(params["scale"])
+        )
+        features = list(_layout(transform.tenure_bands).features)
+        recorded = [
+            OutputFeature(str(f["name"]), tuple(str(s) for s in f["sources"]))
+            for f in state.fields["output_features"]
+        ]
+        if recorded != features:
+            first = next(
+                (i for i, (a, b) in enumerate(zip(recorded, features, strict=False)) if a != b),
+                min(len(recorded), len(features)),
+            )
+            raise ValueError(
+                f"stored feature transform has {len(recorded)} output features, this code's layout "
+                f"{len(features)}; first difference at column {first}: stored "
+                f"{_name_at(recorded, first)}, code {_name_at(features, first)}"
+            )
+        mean, scale = state.arrays["mean"], state.arrays["scale"]
+        for name, array in (("mean", mean), ("scale", scale)):
+            if array.shape != (len(features),) or array.dtype != np.float64:
+                raise ValueError(
+                    f"stored feature {name} array is {array.dtype}{list(array.shape)}, "
+                    f"expected float64[{len(features)}]"
+                )
+        transform.fitted_ = _Fitted(mean=mean, scale=scale, features=features)
+        return transform
+
+
+def _name_at(features: list[OutputFeature], i: int) -> str:
+    return repr(features[i].name) if i < len(features) else "(none)"
 
 
 def _columns_of(frame: pd.DataFrame) -> dict[str, np.ndarray]:

@@ -1,7 +1,8 @@
 """The served unit: the fitted feature transform and an estimator, predicting together.
 
 Pipeline and server both call `ChurnModel.predict_proba*`; the transform
-inside is the very object fitted by the features stage.
+inside is the one fitted by the features stage, rebuilt in a server from the
+numbers the bundle stores (`churn_model.bundle`), so both compute the same.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ class ChurnBundleModel(PythonModel):
     """Churn probability and decision for a frame of customers."""
 
     def load_context(self, context: Any) -> None:
-        """Verify every file's sha256, then unpickle the bundle's `ChurnModel`."""
+        """Verify every file's sha256, then rebuild the bundle's `ChurnModel` from its data."""
         from churn_model.bundle import load_model
 
         self.model, self.metadata = load_model(context.artifacts[BUNDLE_ARTIFACT])

@@ -37,7 +37,7 @@ def download_bundle(model_uri: str, dst: str | Path, tracking_uri: str | None = 
         tracking_uri: the MLflow tracking/registry URI; default `Settings.mlflow_tracking_uri`.
 
     Returns:
-        The local bundle folder (holding metadata.json and model.pkl).
+        The local bundle folder (holding metadata.json and model.json).
     """
     import mlflow
     from mlflow.exceptions import MlflowException

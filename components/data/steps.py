@@ -37,7 +37,7 @@ REPORT = "report.json"
 REJECTED = "rejected.csv"
 TRAIN = "train.parquet"
 TEST = "test.parquet"
-TRANSFORM = "features.pkl"
+TRANSFORM = "transform.zip"
 DESCRIPTION = "features.json"
 METADATA = "metadata.json"
 
@@ -160,7 +160,7 @@ def features_files(
     tenure_bands: tuple[int, ...] | list[int],
     upstream: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Fit the feature transform on the train table; write its pickle and description."""
+    """Fit the feature transform on the train table; write it (as data) and its description."""
     from churn_components.data.fit_features import fit_features
 
     train = read_dataset(train_path)
@@ -169,10 +169,11 @@ def features_files(
     description = {**fitted.description, "synthetic": synthetic}
     if upstream and upstream.get("train_sha256"):
         description["train_sha256"] = upstream["train_sha256"]
-    write_bytes_atomic(transform_path, fitted.pickled)
+    write_bytes_atomic(transform_path, fitted.stored)
     description_sha = write_json(description_path, description)
     return {
         "stage": "features",
+        "format": description["format"],
         "fitted_rows": description["fitted_rows"],
         "n_features": description["n_features"],
         "tenure_bands": description["params"]["tenure_bands"],
@@ -240,7 +241,7 @@ def run_preprocess(
 def run_features(
     in_dir: str | Path, out_dir: str | Path, tenure_bands: tuple[int, ...] | list[int]
 ) -> dict[str, Any]:
-    """`out_dir/{features.pkl, features.json, metadata.json}` from preprocess."""
+    """`out_dir/{transform.zip, features.json, metadata.json}` from preprocess."""
     started = time.perf_counter()
     src, out = Path(in_dir), Path(out_dir)
     meta = features_files(

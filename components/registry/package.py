@@ -3,12 +3,18 @@
 A bundle (see `churn_model.bundle`) written here holds:
 
 =============================  ==================================================
-``model.pkl``                  `ChurnModel`: the fitted `ChurnFeatures`, the
-                               estimator, the calibrator and the served threshold
-``metadata.json``              name, version, kind, metrics (CV and held-out),
-                               thresholds, input schema, output features,
-                               training-data sha256, code version, synthetic
-                               flag, created time, sha256 of every file
+``model.json``                 the `ChurnModel` as data (bundle format 2): kind,
+                               served threshold, and for the fitted
+                               `ChurnFeatures`, the estimator and the calibrator
+                               their JSON fields and files (with sha256)
+``model/features/*.npy``       the transform's fitted mean and scale
+``model/estimator/...``        logistic ``coef.npy``; XGBoost ``booster.ubj``
+                               (its own model file); MLP one ``.npy`` per
+                               ``state_dict`` tensor
+``metadata.json``              ``format`` (2), name, version, kind, metrics (CV
+                               and held-out), thresholds, input schema, output
+                               features, training-data sha256, code version,
+                               synthetic flag, created time, sha256 of every file
 ``reference.csv``              drift reference: a seeded sample of training rows
                                (the raw customer attributes)
 ``explainer/background.npy``   a seeded sample of transformed training rows
@@ -22,11 +28,8 @@ Plain functions; `churn_components.registry.register` adds MLflow around them.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import io
 import json
 import logging
-import pickle
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,9 +39,11 @@ import numpy as np
 import pandas as pd
 
 from churn_core.config import ChurnConfig
-from churn_model.bundle import MODEL, write_bundle
+from churn_core.io import sha256_bytes
+from churn_model.bundle import FORMAT, MODEL, model_files, write_bundle
 from churn_model.contract import FEATURE_COLUMNS, FEATURE_NAMES, Categorical
 from churn_model.model import ChurnModel
+from churn_model.serialize import npy_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +51,6 @@ REFERENCE = "reference.csv"
 BACKGROUND = "explainer/background.npy"
 EXPLAINER = "explainer/explainer.json"
 REPORT = "report.md"
-PICKLE_PROTOCOL = 5
 
 
 def input_schema() -> dict[str, Any]:
@@ -113,12 +117,6 @@ def permutation_importance(
     return out
 
 
-def _npy(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
-
-
 def bundle_contents(
     model: ChurnModel,
     train: pd.DataFrame,
@@ -140,12 +138,13 @@ def bundle_contents(
         summary: the selected candidate's `Evaluation.summary()`.
         training_data: sha256, source URI and rows of the ingested data.
         synthetic: whether the data was the synthetic stand-in.
-        version: the registry version; None: a content hash of model.pkl.
+        version: the registry version; None: a content hash of model.json (which
+            records the sha256 of every file of the model).
         report: the Markdown model report.
         extra: more metadata (the gate decision, the run id, ...).
     """
     seed = config.split.seed
-    model_bytes = pickle.dumps(model, protocol=PICKLE_PROTOCOL)
+    stored_model = model_files(model)
     rng = np.random.default_rng(seed)
     n_ref = min(config.bundle.reference_rows, len(train))
     ref_rows = np.sort(rng.choice(len(train), size=n_ref, replace=False))
@@ -168,17 +167,18 @@ def bundle_contents(
         "output_features": output_features,
     }
     files = {
-        MODEL: model_bytes,
+        **stored_model,
         REFERENCE: reference.to_csv(index=False).encode(),
-        BACKGROUND: _npy(np.ascontiguousarray(background, dtype=np.float64)),
+        BACKGROUND: npy_bytes(np.ascontiguousarray(background, dtype=np.float64)),
         EXPLAINER: (json.dumps(explainer, indent=2) + "\n").encode(),
     }
     if report:
         files[REPORT] = report.encode()
     thresholds = dict(summary["thresholds"])
     metadata: dict[str, Any] = {
+        "format": FORMAT,
         "name": config.registry.model_name,
-        "version": version or f"sha-{hashlib.sha256(model_bytes).hexdigest()[:12]}",
+        "version": version or f"sha-{sha256_bytes(stored_model[MODEL])[:12]}",
         "kind": model.kind,
         "threshold": float(model.threshold),
         "thresholds": {**thresholds, "served_rule": config.selection.threshold},

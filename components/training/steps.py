@@ -1,7 +1,7 @@
 """The training stages over files: what the KFP components (and tests) call.
 
 train (one per kind) -> evaluate; `churn_components.registry.steps` goes on
-from there. Each reads the data stages' outputs (Parquet splits, the pickled
+from there. Each reads the data stages' outputs (Parquet splits, the stored
 `ChurnFeatures`) and writes pickles; the KFP wrappers in `churn_components.training.component` only
 pass paths and log what these return.
 """

@@ -33,7 +33,7 @@ from churn_core.config import ChurnConfig, LogisticConfig, MLPConfig, XGBoostCon
 from churn_core.errors import ConfigError, InvalidInput
 from churn_model.contract import LABEL_COLUMN
 from churn_model.features import ChurnFeatures
-from churn_model.scorers import LogisticScorer, MLPScorer, XGBoostScorer
+from churn_model.scorers import LogisticScorer, MLPScorer, XGBoostScorer, mlp_module
 
 logger = logging.getLogger(__name__)
 
@@ -301,16 +301,8 @@ def torch_determinism(seed: int) -> Iterator[None]:
 
 
 def build_mlp(n_features: int, cfg: MLPConfig) -> Any:
-    """The network: Linear-ReLU-Dropout blocks and one output (the churn log-odds)."""
-    import torch
-
-    layers: list[Any] = []
-    width = n_features
-    for hidden in cfg.hidden:
-        layers += [torch.nn.Linear(width, hidden), torch.nn.ReLU(), torch.nn.Dropout(cfg.dropout)]
-        width = hidden
-    layers.append(torch.nn.Linear(width, 1))
-    return torch.nn.Sequential(*layers)
+    """The network (`churn_model.scorers.mlp_module`, the one a stored MLP is rebuilt with)."""
+    return mlp_module(n_features, cfg.hidden, cfg.dropout)
 
 
 def fit_mlp(

@@ -54,7 +54,41 @@ def test_tampered_bundle_is_refused_and_not_ready(bundle_dir, customer_split, tm
             assert "refused" in info.value.details()
         log = server.log()
         assert "NOT READY" in log and "refusing bundle" in log
-        assert "model.pkl has sha256" in log and "refusing to load it" in log
+        assert "model.json has sha256" in log and "refusing to load it" in log
+        assert server.alive()
+    finally:
+        server.stop()
+
+
+def test_a_format_1_bundle_is_refused_and_not_ready(bundle_dir, customer_split, tmp_path):
+    import pickle
+
+    from churn_core.io import PICKLE_PROTOCOL
+    from churn_model.bundle import PICKLED_MODEL, read_metadata, write_bundle
+
+    model, meta = load_model(bundle_dir("logistic"))
+    old_meta = {k: v for k, v in meta.items() if k not in ("format", "files")}
+    old = write_bundle(
+        tmp_path / "old",
+        {PICKLED_MODEL: pickle.dumps(model, protocol=PICKLE_PROTOCOL)},
+        old_meta,
+    )
+    assert "format" not in read_metadata(old)
+    server = serve_bundle(old, tmp_path / "serve", extra_args=("--no-grpc",))
+    try:
+        assert requests.get(f"{server.url}/v2/health/live", timeout=5).status_code == 200
+        assert requests.get(f"{server.url}/v2/health/ready", timeout=5).status_code == 503
+        assert requests.get(f"{server.url}/v2/models/churn/ready", timeout=5).status_code == 503
+        infer = requests.post(
+            f"{server.url}/v2/models/churn/infer",
+            json=v2_body(customer_split[1].iloc[:1]),
+            timeout=10,
+        )
+        assert infer.status_code == 503, infer.text
+        log = server.log()
+        assert "NOT READY" in log and "refusing bundle" in log
+        assert "bundle format 1 (pickled model.pkl) cannot be read by this code" in log
+        assert "which reads format 2" in log and "retrain, or serve it with an older release" in log
         assert server.alive()
     finally:
         server.stop()

@@ -137,7 +137,7 @@ def test_model_version_info_gauge(scraped_model_server, prom):
     labels = result[0]["metric"]
     assert labels["version"] == str(meta["version"]) == "7"
     assert labels["kind"] == meta["kind"] == "xgboost"
-    assert meta["files"]["model.pkl"].startswith(labels["bundle_sha256"])
+    assert meta["files"]["model.json"].startswith(labels["bundle_sha256"])
     assert result[0]["value"][1] == "1"
 
 

@@ -2,36 +2,56 @@
 
 from __future__ import annotations
 
+import pathlib
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from churn_core.errors import BundleUnusable
+from churn_core.io import PICKLE_PROTOCOL
 from churn_inference.loading import open_bundle
-from churn_model.bundle import MODEL, write_bundle
+from churn_model.bundle import FORMAT, PICKLED_MODEL, model_files, write_bundle
+from churn_model.model import ChurnModel
+from churn_model.scorers import LogisticScorer
 
 
-class _Broken:
-    """Looks like a ChurnModel, but cannot predict."""
+class _TouchOnUnpickle:
+    """Unpickling this creates `marker`: proof that a loader unpickled it."""
 
-    features = estimator = None
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
 
-    def predict_proba_columns(self, cols: object) -> object:
-        raise RuntimeError("trained with another feature layout")
-
-
-def _bundle(tmp_path: Path, model: object) -> Path:
-    return write_bundle(tmp_path / "b", {MODEL: pickle.dumps(model)}, {"name": "churn"})
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
+        return (pathlib.Path.touch, (self.marker,))
 
 
-def test_a_pickle_that_is_not_a_churn_model_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(BundleUnusable, match="holds a dict, not a ChurnModel"):
-        open_bundle(str(_bundle(tmp_path, {"not": "a model"})))
-
-
-def test_a_model_this_code_cannot_run_is_refused(tmp_path: Path) -> None:
+def test_a_format_1_bundle_is_refused_and_never_unpickled(tmp_path: Path) -> None:
+    marker = tmp_path / "unpickled"
+    old = write_bundle(
+        tmp_path / "old",
+        {PICKLED_MODEL: pickle.dumps(_TouchOnUnpickle(marker), protocol=PICKLE_PROTOCOL)},
+        {"name": "churn", "version": "3"},
+    )
     with pytest.raises(
-        BundleUnusable, match="does not run with this code version.*another feature"
+        BundleUnusable,
+        match=r"bundle format 1 \(pickled model.pkl\) cannot be read by this code, which reads "
+        r"format 2 .*retrain, or serve it with an older release",
     ):
-        open_bundle(str(_bundle(tmp_path, _Broken())))
+        open_bundle(str(old))
+    assert not marker.exists()
+
+
+def test_a_model_this_code_cannot_run_is_refused(tmp_path: Path, bundle_dir) -> None:
+    from churn_model.bundle import load_model
+
+    good, _ = load_model(bundle_dir("logistic"))
+    coef = good.estimator.coef.copy()
+    coef[0] = np.nan  # verifies and rebuilds, but predicts no probability
+    broken = ChurnModel(good.features, LogisticScorer(coef=coef, intercept=0.0), threshold=0.5)
+    bundle = write_bundle(tmp_path / "b", model_files(broken), {"format": FORMAT, "name": "churn"})
+    with pytest.raises(
+        BundleUnusable, match=r"self-test prediction .*nan.* is not one probability"
+    ):
+        open_bundle(str(bundle))

@@ -80,9 +80,9 @@ def test_tampered_bundle_is_refused_and_stays_not_ready(
     with caplog.at_level(logging.ERROR):
         assert model.load() is False
     assert model.ready is False
-    assert "model.pkl has sha256" in model.load_error
+    assert "model.json has sha256" in model.load_error
     assert "NOT READY" in caplog.text and "refusing" in caplog.text
-    assert model.load() is False  # no second attempt, no unpickling
+    assert model.load() is False  # no second attempt
     explainer = ChurnExplainerModel(model)
     assert explainer.ready is False
     with pytest.raises(kerr.ModelNotReady, match="bundle refused"):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import pytest
 
 from churn_inference.loading import open_bundle
+from churn_model.bundle import load_model
 from churn_model.trees import (
     SMALL_BATCH,
     AcceleratedXGBoostScorer,
@@ -18,8 +17,7 @@ from churn_model.trees import (
 
 @pytest.fixture(scope="module")
 def xgb_model(bundle_dir):
-    with open(bundle_dir("xgboost") / "model.pkl", "rb") as fh:
-        return pickle.load(fh)
+    return load_model(bundle_dir("xgboost"))[0]
 
 
 def test_same_margins_and_probabilities_as_the_booster(xgb_model, customer_split):
