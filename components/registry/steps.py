@@ -87,9 +87,10 @@ def _require_evaluated_rows(test: Any, y_test: np.ndarray, test_path: str | Path
     """The gate's rows must be the very rows the challenger's held-out scores belong to."""
     y = labels(test)
     if len(y) != len(y_test) or not np.array_equal(y, y_test):
+        differs = "other labels" if len(y) == len(y_test) else f"{len(y_test)} rows"
         raise GateError(
             f"the test split {test_path} ({len(y)} rows) is not the one the challenger was "
-            f"evaluated on ({len(y_test)} rows, other labels): the gate compares on the same rows"
+            f"evaluated on ({differs}): the gate compares both models on the same rows"
         )
 
 

@@ -295,6 +295,24 @@ def test_no_champion_only_when_the_registry_says_so(
     assert decision["reason"].startswith("OPERATOR OVERRIDE")
 
 
+def test_the_gate_scores_the_rows_the_challenger_was_evaluated_on(
+    trainings: Trainings, tmp_path: Path
+) -> None:
+    good, config = trainings.good, trainings.config
+    with pytest.raises(GateError, match=r"is not the one the challenger was evaluated on"):
+        select_step(good.evaluation, good.data.train, config, data_metadata=good.data.raw_meta)
+    test = read_dataset(good.data.test)
+    test["Churn"] = test["Churn"].to_numpy()[::-1]  # same rows count, other labels
+    write_dataset(test, tmp_path / "relabelled.parquet")
+    with pytest.raises(GateError, match=r"\(other labels\)"):
+        select_step(good.evaluation, tmp_path / "relabelled.parquet", config)
+
+    # without a synthetic flag in the metadata, the customer ids tell the provenance
+    gate = select_step(good.evaluation, good.data.test, config, data_metadata={})["gate"]
+    assert gate["challenger"]["synthetic"] is True and gate["basis"] == "no_registry"
+    assert gate["rows"] == trainings.rows
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
