@@ -171,12 +171,21 @@ class EconomicsConfig(_Strict):
 
 
 class SelectionConfig(_Strict):
-    """Pick the best candidate, then gate it against the champion."""
+    """Pick the best candidate, then gate it against the champion.
+
+    The gate scores champion and challenger on the same held-out rows
+    (`f1_weight` x F1 + `auc_weight` x ROC-AUC, each F1 at its model's served
+    threshold) and promotes unless the challenger is worse by more than
+    `gate_tolerance`. `replace_unreadable_champion` is the operator's choice
+    to let a challenger replace a champion that cannot be read or scored
+    (without it such a run fails).
+    """
 
     f1_weight: float = Field(0.5, ge=0)
     auc_weight: float = Field(0.5, ge=0)
     threshold: Literal["f1", "profit"] = "f1"
-    gate_tolerance: float = 0.005
+    gate_tolerance: float = Field(0.0, ge=0, le=1)
+    replace_unreadable_champion: bool = False
 
     @model_validator(mode="after")
     def _some_weight(self) -> SelectionConfig:

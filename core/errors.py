@@ -54,3 +54,13 @@ class BundleUnusable(ChurnError):
     Not a churn model, or one this code version cannot run: the server stays
     not ready rather than answering 500s.
     """
+
+
+class GateError(ChurnError):
+    """The champion gate cannot compare the challenger with the champion.
+
+    A champion that cannot be read or scored (an unreachable registry, a
+    bundle that fails verification or is of another format, a scoring error)
+    fails the run rather than letting the challenger through unexamined; only
+    `selection.replace_unreadable_champion` lets it replace such a champion.
+    """

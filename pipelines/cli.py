@@ -1,6 +1,6 @@
 """`churn pipeline ...`: run the training pipeline locally, compile it, submit it.
 
-    churn pipeline run --local [--source URI] [--no-register]
+    churn pipeline run --local [--source URI] [--no-register] [--replace-unreadable-champion]
     churn pipeline compile [--output pipelines/churn_training.yaml]
     churn pipeline submit [--endpoint URL] [--source URI] [--tracking-uri URI]
                           [--artifact-store URI] [--package FILE]
@@ -51,6 +51,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-register", action="store_true", help="skip MLflow (bundle version = content hash)"
     )
     run.add_argument(
+        "--replace-unreadable-champion",
+        action="store_true",
+        help=(
+            "let the challenger replace a champion that cannot be read or scored (sets "
+            "selection.replace_unreadable_champion for this run; recorded in the decision)"
+        ),
+    )
+    run.add_argument(
         "--verbose",
         action="store_true",
         help="stream kfp.local's full output (default: <artifact root>/kfp/last-run.log)",
@@ -88,6 +96,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
         raise InvalidInput(
             "churn pipeline run: only --local is supported; use `submit` for a cluster"
+        )
+    if args.replace_unreadable_champion:
+        logger.warning(
+            "operator override: a champion that cannot be read or scored will be replaced "
+            "(selection.replace_unreadable_champion)"
+        )
+        config = config.model_copy(
+            update={
+                "selection": config.selection.model_copy(
+                    update={"replace_unreadable_champion": True}
+                )
+            }
         )
     return run_local(
         settings, config, source=args.source, register=not args.no_register, verbose=args.verbose

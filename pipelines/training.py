@@ -96,6 +96,7 @@ def build_pipeline(config: ChurnConfig) -> Any:
         )
         selection = registry.select(
             evaluation=evaluation.outputs["evaluation"],
+            test=test,  # the gate scores champion and challenger on these rows
             config_json=config_json,
             tracking_uri=tracking_uri,
         )

@@ -27,15 +27,20 @@ from churn_components.common import COMPONENTS_IMAGE
 @dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
 def select(
     evaluation: Input[Artifact],
+    test: Input[Dataset],
     config_json: str,
     tracking_uri: str,
     decision: Output[Artifact],
     metrics: Output[Metrics],
 ) -> str:
-    """The best candidate by the configured rule, gated against the registry's champion."""
+    """The best candidate by the configured rule, gated against the registry's champion.
+
+    Champion and challenger are scored on the same rows: `test`, the held-out
+    split the challenger was evaluated on.
+    """
     from churn_components.registry import glue
 
-    return glue.select(evaluation, config_json, tracking_uri, decision, metrics)
+    return glue.select(evaluation, test, config_json, tracking_uri, decision, metrics)
 
 
 @dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)

@@ -20,25 +20,45 @@ logger = logging.getLogger(__name__)
 
 
 def select(
-    evaluation: Any, config_json: str, tracking_uri: str, decision: Any, metrics: Any
+    evaluation: Any,
+    test: Any,
+    config_json: str,
+    tracking_uri: str,
+    decision: Any,
+    metrics: Any,
 ) -> str:
-    """The body of the select component; returns the selected kind."""
+    """The body of the select component; returns the selected kind.
+
+    `test` is the held-out split the challenger was evaluated on; its metadata
+    carries the data's ``synthetic`` flag.
+    """
     from churn_components.registry.steps import select_step
 
     component_logging()
-    result = select_step(evaluation.path, config_from_json(config_json), tracking_uri)
-    Path(decision.path).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    annotate(
-        decision,
-        {
-            "selected": result["selected"],
-            "promote": result["gate"]["promote"],
-            "reason": result["gate"]["reason"],
-        },
+    result = select_step(
+        evaluation.path,
+        test.path,
+        config_from_json(config_json),
+        tracking_uri,
+        data_metadata=dict(test.metadata),
     )
+    Path(decision.path).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    gate = result["gate"]
+    shown = {
+        "selected": result["selected"],
+        "promote": gate["promote"],
+        "basis": gate["basis"],
+        "reason": gate["reason"],
+        "rows": gate["rows"],
+        "champion_version": gate["champion_version"],
+    }
+    annotate(decision, {k: v for k, v in shown.items() if v is not None})
     for item in result["ranking"]:
         metrics.log_metric(f"{item['kind']}_selection_score", float(item["score"]))
-    metrics.log_metric("promote", float(bool(result["gate"]["promote"])))
+    metrics.log_metric("challenger_gate_score", float(gate["challenger"]["score"]))
+    if gate["champion"] is not None:
+        metrics.log_metric("champion_gate_score", float(gate["champion"]["score"]))
+    metrics.log_metric("promote", float(bool(gate["promote"])))
     logger.info("selected %s; %s", result["selected"], result["gate"]["reason"])
     return str(result["selected"])
 

@@ -33,8 +33,6 @@ from churn_model.registry import (
 
 logger = logging.getLogger(__name__)
 
-# The run metrics that the gate compares (selection score over these).
-GATE_METRICS = {"f1": "cv_f1", "roc_auc": "cv_roc_auc"}
 _RUNTIME_DISTRIBUTIONS = (
     "mlflow",
     "numpy",
@@ -58,31 +56,6 @@ def client_for(tracking_uri: str) -> Any:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-_NO_SUCH_ALIAS = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
-
-
-def champion_metrics(client: Any, name: str) -> tuple[dict[str, float] | None, str | None]:
-    """CV metrics recorded by the run of the current champion, and its version."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        version = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException as err:
-        # only "no such model / alias" means no champion; an unreachable or failing registry
-        # must not let the gate promote a challenger it could not compare
-        if err.error_code not in _NO_SUCH_ALIAS:
-            raise StoreError(
-                f"registry {client.tracking_uri}: cannot read the {CHAMPION} of {name!r}: {err}"
-            ) from err
-        logger.info("registry: no %s for %s yet (%s)", CHAMPION, name, err.error_code)
-        return None, None
-    metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
-    found = {
-        key: float(metrics[run_key]) for key, run_key in GATE_METRICS.items() if run_key in metrics
-    }
-    return found, str(version.version)
 
 
 def next_version(client: Any, name: str) -> int:

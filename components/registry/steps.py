@@ -19,7 +19,7 @@ from churn_components.training.evaluate import Evaluation
 from churn_components.training.steps import load_candidates, summary
 from churn_components.training.train import Candidate, labels
 from churn_core.config import ChurnConfig
-from churn_core.errors import BundleIntegrityError
+from churn_core.errors import BundleIntegrityError, GateError
 from churn_model.features import ChurnFeatures
 
 logger = logging.getLogger(__name__)
@@ -27,27 +27,86 @@ logger = logging.getLogger(__name__)
 
 # -- select -----------------------------------------------------------------------
 def select_step(
-    evaluation_path: str | Path, config: ChurnConfig, tracking_uri: str = ""
+    evaluation_path: str | Path,
+    test_path: str | Path,
+    config: ChurnConfig,
+    tracking_uri: str = "",
+    *,
+    data_metadata: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Rank candidates by the selection rule, then gate the best against the champion."""
-    evaluations: dict[str, Evaluation] = load_pickle(evaluation_path)["evaluations"]
+    """Rank candidates by the selection rule, then gate the best against the champion.
+
+    The champion (``models:/<registry.model_name>@champion``) and the selected
+    challenger are scored on the same rows: the held-out split at `test_path`,
+    the one the challenger was evaluated on (checked against the evaluation's
+    labels). `data_metadata` is the metadata of that split (its ``synthetic``
+    flag is the challenger's provenance; without the flag, the customer ids
+    tell). Without a tracking URI there is no registry and nothing to gate.
+
+    Raises:
+        GateError: the split is not the evaluated one, or the champion cannot be
+            read or scored and `selection.replace_unreadable_champion` is off.
+    """
+    from churn_components.registry.select import ScoredModel, metrics_on_rows
+
+    stored = load_pickle(evaluation_path)
+    evaluations: dict[str, Evaluation] = stored["evaluations"]
+    y_test = np.asarray(stored["y_test"])
     ranking = rank_candidates({k: ev.cv for k, ev in evaluations.items()}, config.selection)
     selected = ranking[0][0]
-    champion, champion_version = None, None
+    test = read_dataset(test_path)
+    _require_evaluated_rows(test, y_test, test_path)
+    ev = evaluations[selected]
+    threshold = float(ev.thresholds["served"])
+    challenger = ScoredModel(
+        kind=selected,
+        version=None,
+        synthetic=_challenger_synthetic(data_metadata, test),
+        threshold=threshold,
+        metrics=metrics_on_rows(y_test, ev.test_scores, threshold),
+    )
+    champion = None
     if tracking_uri:
-        from churn_components.registry.register import champion_metrics, client_for
+        from churn_components.registry.champion import assess_champion
+        from churn_components.registry.register import client_for
 
-        champion, champion_version = champion_metrics(
-            client_for(tracking_uri), config.registry.model_name
+        champion = assess_champion(
+            client_for(tracking_uri), config.registry.model_name, test, y_test
         )
     decision = gate(
-        selected, evaluations[selected].cv, champion, config.selection, champion_version
+        challenger, champion, config.selection, rows=len(y_test), registry=bool(tracking_uri)
     )
     return {
         "selected": selected,
         "ranking": [{"kind": k, "score": s} for k, s in ranking],
         "gate": decision.as_dict(),
     }
+
+
+def _require_evaluated_rows(test: Any, y_test: np.ndarray, test_path: str | Path) -> None:
+    """The gate's rows must be the very rows the challenger's held-out scores belong to."""
+    y = labels(test)
+    if len(y) != len(y_test) or not np.array_equal(y, y_test):
+        differs = "other labels" if len(y) == len(y_test) else f"{len(y_test)} rows"
+        raise GateError(
+            f"the test split {test_path} ({len(y)} rows) is not the one the challenger was "
+            f"evaluated on ({differs}): the gate compares both models on the same rows"
+        )
+
+
+def _challenger_synthetic(data_metadata: Mapping[str, Any] | None, test: Any) -> bool:
+    """The challenger's provenance: its data's ``synthetic`` flag, else its customer ids."""
+    if data_metadata is not None and "synthetic" in data_metadata:
+        return bool(data_metadata["synthetic"])
+    from churn_model.contract import ID_COLUMN
+    from churn_model.synthetic import is_synthetic
+
+    if ID_COLUMN not in test:
+        raise GateError(
+            f"cannot tell whether the challenger's data is synthetic: no 'synthetic' flag in "
+            f"the test split's metadata and no {ID_COLUMN} column"
+        )
+    return is_synthetic(test[ID_COLUMN])
 
 
 # -- register and bundle ------------------------------------------------------------

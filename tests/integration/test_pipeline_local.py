@@ -1,11 +1,13 @@
 """The whole churn-training pipeline through kfp.local (SubprocessRunner), as `make demo` runs it.
 
 No data file: the run generates the synthetic stand-in, says so, and marks
-everything synthetic. A small configuration keeps it quick.
+everything synthetic. A small configuration keeps it quick. A second run
+through the CLI gates against the first one's champion.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import re
@@ -14,9 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from churn_core.settings import Settings
 from churn_model.bundle import load_model, verify_bundle
+from churn_pipelines import cli
 from churn_pipelines.cli import run_local
 from tests.fixtures.training import PIPELINE_TASKS, small_config
 
@@ -81,3 +85,23 @@ def test_pipeline_runs_locally_on_synthetic_data(
     client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
     assert str(client.get_model_version_by_alias("churn", "champion").version) == "1"
     assert str(client.get_model_version_by_alias("churn", "challenger").version) == "1"
+
+    # a second run, the operator override on (`--replace-unreadable-champion`): select
+    # downloads champion v1 and scores it on this run's held-out rows; the same data and
+    # configuration retrain the same model, so the two tie exactly and the tie promotes
+    config_file = tmp_path / "model_config.yaml"
+    config_file.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(
+        ["run", "--local", "--replace-unreadable-champion", "--config", str(config_file)]
+    )
+    assert cli.run(args, settings) == 0
+    second = verify_bundle(tmp_path / "artifacts" / "bundles" / "churn" / "2")
+    gate = second["selection"]["gate"]
+    assert gate["basis"] == "score" and gate["promote"] is True
+    assert gate["champion_version"] == "1" and gate["replace_unreadable_champion"] is True
+    assert gate["rows"] == round(config.data.synthetic_rows * config.split.test_size)
+    assert gate["difference"] == 0.0
+    assert gate["champion"]["metrics"] == gate["challenger"]["metrics"]
+    assert str(client.get_model_version_by_alias("churn", "champion").version) == "2"

@@ -320,7 +320,7 @@ def test_value_blind_rules_are_refused_and_the_catalogue_has_none(tmp_path):
     )
     from churn_core.config import load_config
 
-    with pytest.raises(ConfigError, match=r'explainer\.retention\.tenure\[0\].*fires whatever'):
+    with pytest.raises(ConfigError, match=r"explainer\.retention\.tenure\[0\].*fires whatever"):
         load_config(path)
     catalogue = project_config().explainer.retention
     assert catalogue and all(a.when != "*" for actions in catalogue.values() for a in actions)

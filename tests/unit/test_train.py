@@ -1,5 +1,5 @@
 """Training: the solver, inner splits, honest CV (the transform re-fitted per fold),
-determinism, monotone constraints, and the selection gate."""
+determinism, monotone constraints (the selection gate: test_gate.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from churn_components.registry.select import gate, rank_candidates, selection_score
 from churn_components.training.train import (
     cross_validate,
     fit_logistic_newton,
@@ -20,7 +19,7 @@ from churn_components.training.train import (
     monotone_vector,
     train_candidate,
 )
-from churn_core.config import SelectionConfig, XGBoostConfig
+from churn_core.config import XGBoostConfig
 from churn_core.errors import InvalidInput
 from churn_model.features import ChurnFeatures
 from tests.fixtures.training import small_config
@@ -117,30 +116,6 @@ def test_xgboost_respects_monotone_constraints() -> None:
     low, high = grid.copy(), grid.copy()
     high[:, 0] += 1.0
     assert np.all(scorer.score(high) <= scorer.score(low) + 1e-7)
-
-
-def test_selection_rule_and_ranking() -> None:
-    cfg = SelectionConfig(f1_weight=0.5, auc_weight=0.5)
-    ranked = rank_candidates(
-        {"a": {"f1": 0.60, "roc_auc": 0.85}, "b": {"f1": 0.64, "roc_auc": 0.84}}, cfg
-    )
-    assert [k for k, _ in ranked] == ["b", "a"]
-    assert selection_score({"f1": 0.6, "roc_auc": 0.8}, cfg) == pytest.approx(0.7)
-    with pytest.raises(InvalidInput):
-        rank_candidates({}, cfg)
-
-
-def test_gate_decisions() -> None:
-    cfg = SelectionConfig(gate_tolerance=0.005)
-    champ = {"f1": 0.63, "roc_auc": 0.85}
-    first = gate("logistic", champ, None, cfg)
-    assert first.promote and "no champion yet" in first.reason
-    slightly_worse = gate("xgboost", {"f1": 0.626, "roc_auc": 0.85}, champ, cfg, "3")
-    assert slightly_worse.promote and "v3" in slightly_worse.reason
-    worse = gate("mlp", {"f1": 0.60, "roc_auc": 0.84}, champ, cfg, "3")
-    assert not worse.promote
-    assert "kept champion v3" in worse.reason and "beyond the tolerance" in worse.reason
-    assert worse.as_dict()["champion_score"] == pytest.approx(0.74)
 
 
 def test_excluded_features_are_never_split_on() -> None:
