@@ -318,19 +318,25 @@ def _sha256(data: bytes) -> str:
 
 
 def _broken_bundle(good: Path, dst: Path, how: str) -> Path:
-    """A copy of a real bundle whose model.pkl cannot be used, in one of three ways."""
+    """A copy of a real bundle that cannot be used, in one of three ways."""
     dst.parent.mkdir(parents=True)
     shutil.copytree(good, dst)
     meta = json.loads((dst / "metadata.json").read_text())
+    model_json = dst / "model.json"
     if how == "tampered":  # bytes changed after the bundle was written: sha256 mismatch
-        (dst / "model.pkl").write_bytes((dst / "model.pkl").read_bytes() + b"\0")
+        model_json.write_bytes(model_json.read_bytes() + b" ")
         return dst
-    if how == "older layout":  # a model pickled when the classes lived in another module
-        data = b"\x80\x04cchurn_core.model\nChurnModel\n)\x81."
-    else:  # "not a churn model"
+    if how == "older format":  # a format-1 bundle: the model pickled, no format key
         data = pickle.dumps({"weights": [1.0, 2.0]})
-    (dst / "model.pkl").write_bytes(data)
-    meta["files"]["model.pkl"] = _sha256(data)
+        (dst / "model.pkl").write_bytes(data)
+        meta["files"]["model.pkl"] = _sha256(data)
+        meta.pop("format", None)
+    else:  # "not a churn model": a model.json this code cannot rebuild
+        doc = json.loads(model_json.read_text())
+        doc["estimator"]["kind"] = "random-forest"
+        data = json.dumps(doc).encode()
+        model_json.write_bytes(data)
+        meta["files"]["model.json"] = _sha256(data)
     (dst / "metadata.json").write_text(json.dumps(meta))
     return dst
 
@@ -355,8 +361,8 @@ def _register_handmade(bundle: Path, name: str, uri: str) -> str:
     ("how", "says"),
     [
         ("tampered", "has sha256"),
-        ("older layout", "ModuleNotFoundError: No module named 'churn_core.model'"),
-        ("not a churn model", "holds a builtins.dict, not a churn model"),
+        ("older format", "bundle format 1 (pickled model.pkl) cannot be read by this code"),
+        ("not a churn model", "unknown estimator kind 'random-forest'"),
     ],
 )
 def test_an_unreadable_champion_fails_the_run_closed(
