@@ -9,9 +9,10 @@ to an ``Output[Metrics]`` so the KFP UI shows them.
 project's artifact store (a local folder or Azure Blob, `churn_core.store`)
 under ``data/<stage>/<sha256[:16]>/``: KFP cannot use Azure Blob as its own
 pipeline root, so the artifacts that matter are written there by us. Blob
-credentials come from the environment (``CHURN_AZURE_STORAGE_CONNECTION_STRING``
-or workload identity), never from a pipeline parameter (those are visible in
-the KFP UI).
+credentials come from the component's environment, never from a pipeline
+parameter (those are visible in the KFP UI): each body is an entry point and
+reads ``CHURN_AZURE_STORAGE_CONNECTION_STRING`` (`Settings`) once at its start
+(empty: workload identity).
 
 The components run in ``COMPONENTS_IMAGE`` (built from ``components/Dockerfile``),
 which already holds kfp and this project, so nothing is pip-installed at run
@@ -38,13 +39,15 @@ def ingest_data(
     """Read the source table (path, https, Azure Blob) unchanged; record sha256 and rows."""
     from churn_components import common
     from churn_components.data import steps as stages
+    from churn_core.settings import Settings
 
+    connection = Settings().azure_storage_connection_string
     common.component_logging()
-    meta = stages.ingest_files(source_uri, raw.path)
+    meta = stages.ingest_files(source_uri, raw.path, connection)
     common.annotate(raw, meta)
     common.log_metrics(metrics, meta, ("rows", "bytes", "synthetic"))
     if artifact_store:
-        stages.publish(artifact_store, "ingest", {stages.RAW: raw.path}, meta)
+        stages.publish(artifact_store, "ingest", {stages.RAW: raw.path}, meta, connection)
 
 
 @dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
@@ -60,7 +63,9 @@ def validate_data(
     """Check every row against the data contract; fail above the rejected-share limit."""
     from churn_components import common
     from churn_components.data import steps as stages
+    from churn_core.settings import Settings
 
+    connection = Settings().azure_storage_connection_string
     common.component_logging()
     meta = stages.validate_files(
         raw.path,
@@ -92,7 +97,7 @@ def validate_data(
             stages.REPORT: report.path,
             stages.REJECTED: rejected.path,
         }
-        stages.publish(artifact_store, "validate", files, meta)
+        stages.publish(artifact_store, "validate", files, meta, connection)
 
 
 @dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
@@ -108,7 +113,9 @@ def preprocess_data(
     """Stratified train/test split with a fixed seed."""
     from churn_components import common
     from churn_components.data import steps as stages
+    from churn_core.settings import Settings
 
+    connection = Settings().azure_storage_connection_string
     common.component_logging()
     meta = stages.preprocess_files(
         validated.path, train.path, test.path, test_size, seed, upstream=dict(validated.metadata)
@@ -123,7 +130,11 @@ def preprocess_data(
     if artifact_store:
         files = {stages.TRAIN: train.path, stages.TEST: test.path}
         stages.publish(
-            artifact_store, "preprocess", files, {**meta, "sha256": meta["train_sha256"]}
+            artifact_store,
+            "preprocess",
+            files,
+            {**meta, "sha256": meta["train_sha256"]},
+            connection,
         )
 
 
@@ -139,7 +150,9 @@ def fit_features(
     """Fit the one feature transform on the training split; save it with its sha256."""
     from churn_components import common
     from churn_components.data import steps as stages
+    from churn_core.settings import Settings
 
+    connection = Settings().azure_storage_connection_string
     common.component_logging()
     meta = stages.features_files(
         train.path, transform.path, description.path, tenure_bands, upstream=dict(train.metadata)
@@ -149,7 +162,7 @@ def fit_features(
     common.log_metrics(metrics, meta, ("fitted_rows", "n_features", "synthetic"))
     if artifact_store:
         files = {stages.TRANSFORM: transform.path, stages.DESCRIPTION: description.path}
-        stages.publish(artifact_store, "features", files, meta)
+        stages.publish(artifact_store, "features", files, meta, connection)
 
 
 class DataTasks(NamedTuple):

@@ -94,13 +94,13 @@ def describe_csv(data: bytes, source: str) -> dict[str, Any]:
     }
 
 
-def ingest(uri: str, connection_string: str | None = None) -> Ingested:
+def ingest(uri: str, connection_string: str = "") -> Ingested:
     """Read `uri` (path, file://, http(s)://, az://, Azure Blob https) and describe it.
 
     Args:
         uri: where the table is.
-        connection_string: Azure Storage connection string for blob URIs (None: from
-            Settings; empty: DefaultAzureCredential).
+        connection_string: Azure Storage connection string for blob URIs (empty:
+            DefaultAzureCredential); the entry point reads it from the settings.
 
     Raises:
         NotFound: nothing at `uri`.
