@@ -182,8 +182,6 @@ def register_step(
         meta = write(None)
         out.update(version=meta["version"], bundle=str(bundle_dir))
     else:
-        import mlflow
-
         from churn_components.registry.register import (
             client_for,
             log_run,
@@ -229,6 +227,8 @@ def register_step(
                 "code_version": str(meta["code_version"]),
             }
             log_run(
+                client,
+                run.info.run_id,
                 params=params,
                 metrics=metrics,
                 tags=tags,
@@ -238,10 +238,11 @@ def register_step(
                     "evaluation.json": summaries,
                     "bundle_metadata.json": meta,
                 },
+                texts={"report.md": report},
             )
-            mlflow.log_text(report, "report.md")
             registration = register_bundle(
                 client,
+                run.info.run_id,
                 bundle_dir,
                 name,
                 version,
