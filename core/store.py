@@ -67,7 +67,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from churn_core.errors import InvalidInput, NotFound, StoreError
-from churn_core.io import TMP_MARK, sha256_bytes, sha256_file, write_atomic
+from churn_core.io import TMP_MARK, sha256_bytes, sha256_file, write_atomic, write_bytes_atomic
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient, ContainerClient
@@ -213,11 +213,10 @@ class LocalStore(ArtifactStore):
         return digest
 
     def _write_sidecar(self, target: Path, digest: str) -> None:
-        side = self._sidecar(target)
-        fd, tmp = tempfile.mkstemp(prefix=f"{side.name}{TMP_MARK}", dir=target.parent)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(digest + "\n")
-        os.replace(tmp, side)
+        try:
+            write_bytes_atomic(self._sidecar(target), f"{digest}\n".encode())
+        except OSError as err:
+            raise StoreError(f"cannot write the sha256 of {target}: {err}") from err
 
     def put_bytes(self, relpath: str, data: bytes) -> str:
         """Write `data` atomically; return and record its sha256."""

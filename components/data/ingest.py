@@ -13,7 +13,6 @@ bytes that are not UTF-8 text.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import logging
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from churn_core.errors import DataContractError, NotFound
+from churn_core.io import sha256_bytes
 from churn_model.contract import ID_COLUMN
 from churn_model.synthetic import SYNTHETIC_ID_PREFIX, announce
 
@@ -85,7 +85,7 @@ def describe_csv(data: bytes, source: str) -> dict[str, Any]:
         raise DataContractError(f"{source}: not a CSV file: {err}") from err
     return {
         "source_uri": source,
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "sha256": sha256_bytes(data),
         "bytes": len(data),
         "rows": rows,
         "columns": header,
