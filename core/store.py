@@ -32,10 +32,11 @@ Integrity: every put returns the content's sha256 and records it: in the blob's
 right after the file). Blob reads verify the content against the recorded sha256;
 `recorded_sha256(relpath)` returns it for either kind.
 
-Authentication (blob): a connection string when one is given (argument, else
-`Settings.azure_storage_connection_string`, env ``CHURN_AZURE_STORAGE_CONNECTION_STRING``;
-this is how tests reach Azurite), otherwise ``DefaultAzureCredential`` (workload identity
-on AKS, ``az login`` on a laptop).
+Authentication (blob): the connection string passed to `open_store` / `read_uri` when it
+is not empty (how tests reach Azurite), otherwise ``DefaultAzureCredential`` (workload
+identity on AKS, ``az login`` on a laptop). Nothing here reads the environment: an entry
+point reads `Settings.azure_storage_connection_string`
+(``CHURN_AZURE_STORAGE_CONNECTION_STRING``) once and passes it down.
 
 Mapping of an https blob URL when a connection string is given: the account, endpoint
 and key come from the connection string (for Azurite its ``BlobEndpoint``, e.g.
@@ -66,7 +67,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from churn_core.errors import InvalidInput, NotFound, StoreError
-from churn_core.io import TMP_MARK, sha256_bytes, sha256_file, write_atomic
+from churn_core.io import TMP_MARK, sha256_bytes, sha256_file, write_atomic, write_bytes_atomic
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient, ContainerClient
@@ -212,11 +213,10 @@ class LocalStore(ArtifactStore):
         return digest
 
     def _write_sidecar(self, target: Path, digest: str) -> None:
-        side = self._sidecar(target)
-        fd, tmp = tempfile.mkstemp(prefix=f"{side.name}{TMP_MARK}", dir=target.parent)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(digest + "\n")
-        os.replace(tmp, side)
+        try:
+            write_bytes_atomic(self._sidecar(target), f"{digest}\n".encode())
+        except OSError as err:
+            raise StoreError(f"cannot write the sha256 of {target}: {err}") from err
 
     def put_bytes(self, relpath: str, data: bytes) -> str:
         """Write `data` atomically; return and record its sha256."""
@@ -496,12 +496,6 @@ def _service_from(
     return BlobServiceClient(account_url, credential=DefaultAzureCredential(), **kwargs)
 
 
-def _default_connection_string() -> str | None:
-    from churn_core.settings import Settings
-
-    return Settings().azure_storage_connection_string or None
-
-
 def is_blob_uri(uri: str) -> bool:
     """Whether `uri` names Azure Blob Storage (az:// or an https blob endpoint)."""
     parsed = urlparse(uri)
@@ -519,8 +513,6 @@ def _open_blob(
     chunk_size: int | None,
 ) -> BlobStore:
     parsed = urlparse(uri)
-    if connection_string is None:
-        connection_string = _default_connection_string()
     account_url: str | None = None
     if parsed.scheme == "az":
         container = parsed.netloc
@@ -566,9 +558,9 @@ def open_store(
     Args:
         uri: a local path, ``file://...``, ``az://<container>/<prefix>`` or
             ``https://<account>.blob.core.windows.net/<container>/<prefix>``.
-        connection_string: Azure Storage connection string. None reads
-            `Settings.azure_storage_connection_string`; an empty value means
-            DefaultAzureCredential (https URIs only).
+        connection_string: Azure Storage connection string for blob URIs. Empty (or
+            None) means none: DefaultAzureCredential, for https blob URLs only (an
+            ``az://`` URI names no account). Never read from the environment here.
         timeout: connect timeout in seconds for blob requests.
         retries: how many times a failed blob request is retried (1 s apart).
         chunk_size: blob upload/download request size in bytes (None: SDK defaults).
@@ -604,6 +596,8 @@ def read_uri(
     timeout: float = 30.0,
 ) -> bytes:
     """Read one object by its full URI: a path, file://, http(s):// URL, az:// or blob https.
+
+    `connection_string` is used for blob URIs as in `open_store` (empty: none).
 
     Raises:
         NotFound: the object does not exist (HTTP 404, missing file or blob).

@@ -63,8 +63,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     else:
         logger.warning("%s not found: default explainer settings, no retention", config_path)
         config = ChurnConfig()
-    if settings.mlflow_tracking_uri:
-        os.environ.setdefault("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri)
     if not args.access_log:
         logging.getLogger("kserve.trace").setLevel(logging.WARNING)
     if settings.workers != 1:
@@ -79,7 +77,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         name,
         uri,
         explainer_config=config.explainer,
-        connection_string=settings.azure_storage_connection_string or None,
+        connection_string=settings.azure_storage_connection_string,
+        tracking_uri=settings.mlflow_tracking_uri,
     )
     predictor.load()
     explainer = ChurnExplainerModel(predictor)

@@ -44,12 +44,22 @@ class ServedBundle:
     explainer: Explainer
 
 
-def fetch_bundle(uri: str, dst: Path, connection_string: str | None = None) -> Path:
-    """A local folder holding the bundle named by `uri` (copied into `dst` if remote)."""
+def fetch_bundle(
+    uri: str, dst: Path, connection_string: str = "", *, tracking_uri: str = ""
+) -> Path:
+    """A local folder holding the bundle named by `uri` (copied into `dst` if remote).
+
+    Args:
+        uri: a bundle folder, ``file://``, a blob URI or ``models:/<name>@<alias>``.
+        dst: where a remote bundle is copied to.
+        connection_string: Azure Storage connection string for a blob URI (empty:
+            DefaultAzureCredential).
+        tracking_uri: the MLflow registry that resolves a ``models:/`` URI.
+    """
     if uri.startswith("models:/"):
         from churn_model.registry import download_bundle
 
-        return Path(download_bundle(uri, dst))
+        return download_bundle(uri, dst, tracking_uri=tracking_uri)
     from churn_core.store import is_blob_uri, open_store
 
     if is_blob_uri(uri):
@@ -91,9 +101,11 @@ def _self_test(model: Any, uri: str) -> None:
 def open_bundle(
     uri: str,
     explainer_config: ExplainerConfig | None = None,
-    connection_string: str | None = None,
+    connection_string: str = "",
+    *,
+    tracking_uri: str = "",
 ) -> ServedBundle:
-    """Fetch, verify (sha256 of every file) and load a bundle.
+    """Fetch (`fetch_bundle`), verify (sha256 of every file) and load a bundle.
 
     Raises:
         churn_core.errors.BundleIntegrityError: a file does not match its recorded sha256.
@@ -103,7 +115,7 @@ def open_bundle(
     """
     config = explainer_config or ExplainerConfig()
     with tempfile.TemporaryDirectory(prefix="churn-bundle-") as tmp:
-        local = fetch_bundle(uri, Path(tmp), connection_string)
+        local = fetch_bundle(uri, Path(tmp), connection_string, tracking_uri=tracking_uri)
         model, meta = load_model(local)
         _self_test(model, uri)
         background = load_background(local, meta)

@@ -76,7 +76,7 @@ def sample_customers(settings: Settings, rows: int, seed: int) -> tuple[pd.DataF
     uri = settings.data_uri
     synthetic = False
     try:
-        frame = read_customers(read_uri(uri, settings.azure_storage_connection_string or None), uri)
+        frame = read_customers(read_uri(uri, settings.azure_storage_connection_string), uri)
     except NotFound:
         if not _is_local(uri):
             raise
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     client = V2Client(url, args.model or settings.model_name, timeout=args.timeout)
     if args.input:
         frame = read_customers(
-            read_uri(args.input, settings.azure_storage_connection_string or None), args.input
+            read_uri(args.input, settings.azure_storage_connection_string), args.input
         )
         synthetic = False
     else:

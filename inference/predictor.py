@@ -147,6 +147,7 @@ class ChurnPredictor(_SyncModel):
         model_uri: bundle path, Azure Blob URI or ``models:/<name>@<alias>``.
         explainer_config: top-k and the retention catalogue.
         connection_string: Azure Storage connection string for blob URIs.
+        tracking_uri: the MLflow registry for a ``models:/`` URI.
     """
 
     def __init__(
@@ -154,13 +155,16 @@ class ChurnPredictor(_SyncModel):
         name: str,
         model_uri: str,
         explainer_config: ExplainerConfig | None = None,
-        connection_string: str | None = None,
+        connection_string: str = "",
+        *,
+        tracking_uri: str = "",
     ) -> None:
         super().__init__(name)
         self.ready: bool = False
         self.model_uri = model_uri
         self.explainer_config = explainer_config
         self.connection_string = connection_string
+        self.tracking_uri = tracking_uri
         self.bundle: ServedBundle | None = None
         self.load_error: str | None = None
         self._attempted = False
@@ -175,7 +179,12 @@ class ChurnPredictor(_SyncModel):
             return bool(self.ready)
         self._attempted = True
         try:
-            bundle = open_bundle(self.model_uri, self.explainer_config, self.connection_string)
+            bundle = open_bundle(
+                self.model_uri,
+                self.explainer_config,
+                self.connection_string,
+                tracking_uri=self.tracking_uri,
+            )
         except ChurnError as err:
             self.load_error = str(err)
             self.ready = False

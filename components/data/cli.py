@@ -91,7 +91,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from churn_core.config import load_config
 
     config = load_config(args.config or settings.config_path)
-    connection = settings.azure_storage_connection_string or None
+    connection = settings.azure_storage_connection_string
     command = args.data_command
 
     if command == "synthesize":
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_stage(
-    name: str, upstream: str | Path, out: Path, config: ChurnConfig, connection: str | None
+    name: str, upstream: str | Path, out: Path, config: ChurnConfig, connection: str
 ) -> dict[str, Any]:
     """One stage from its upstream (the source URI for ingest, else a stage folder) to `out`."""
     from churn_components.data import steps as stages
@@ -148,7 +148,7 @@ def _source(args: argparse.Namespace, settings: Settings) -> str:
 
 
 def _publish(
-    args: argparse.Namespace, stage: str, out_dir: Path, meta: dict[str, Any], conn: str | None
+    args: argparse.Namespace, stage: str, out_dir: Path, meta: dict[str, Any], conn: str
 ) -> None:
     if not args.store:
         return

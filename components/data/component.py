@@ -16,9 +16,10 @@ configuration uses it in every stage.
 project's artifact store (a local folder or Azure Blob, `churn_core.store`)
 under ``data/<stage>/<sha256[:16]>/``: KFP cannot use Azure Blob as its own
 pipeline root, so the artifacts that matter are written there by us. Blob
-credentials come from the environment (``CHURN_AZURE_STORAGE_CONNECTION_STRING``
-or workload identity), never from a pipeline parameter (those are visible in
-the KFP UI).
+credentials come from the component's environment, never from a pipeline
+parameter (those are visible in the KFP UI): each body is an entry point and
+reads ``CHURN_AZURE_STORAGE_CONNECTION_STRING`` (`Settings`) once at its start
+(empty: workload identity).
 
 The components run in ``COMPONENTS_IMAGE`` (built from ``components/Dockerfile``),
 which already holds kfp and this project, so nothing is pip-installed at run

@@ -16,14 +16,22 @@ from churn_components import common
 from churn_components.data import steps as stages
 
 
+def _connection_string() -> str:
+    """The blob store's connection string: a component is an entry point, it reads the settings."""
+    from churn_core.settings import Settings
+
+    return Settings().azure_storage_connection_string
+
+
 def ingest(source_uri: str, artifact_store: str, raw: Any, metrics: Any) -> None:
     """The body of ingest_data."""
+    connection = _connection_string()
     common.component_logging()
-    meta = stages.ingest_files(source_uri, raw.path)
+    meta = stages.ingest_files(source_uri, raw.path, connection)
     common.annotate(raw, meta)
     common.log_metrics(metrics, meta, ("rows", "bytes", "synthetic"))
     if artifact_store:
-        stages.publish(artifact_store, "ingest", {stages.RAW: raw.path}, meta)
+        stages.publish(artifact_store, "ingest", {stages.RAW: raw.path}, meta, connection)
 
 
 def validate(
@@ -36,6 +44,7 @@ def validate(
     metrics: Any,
 ) -> None:
     """The body of validate_data: `data.max_rejected_share` from the config."""
+    connection = _connection_string()
     common.component_logging()
     config = common.config_from_json(config_json)
     meta = stages.validate_files(
@@ -68,13 +77,14 @@ def validate(
             stages.REPORT: report.path,
             stages.REJECTED: rejected.path,
         }
-        stages.publish(artifact_store, "validate", files, meta)
+        stages.publish(artifact_store, "validate", files, meta, connection)
 
 
 def preprocess(
     validated: Any, config_json: str, artifact_store: str, train: Any, test: Any, metrics: Any
 ) -> None:
     """The body of preprocess_data: `split.test_size` and `split.seed` from the config."""
+    connection = _connection_string()
     common.component_logging()
     split = common.config_from_json(config_json).split
     meta = stages.preprocess_files(
@@ -95,7 +105,11 @@ def preprocess(
     if artifact_store:
         files = {stages.TRAIN: train.path, stages.TEST: test.path}
         stages.publish(
-            artifact_store, "preprocess", files, {**meta, "sha256": meta["train_sha256"]}
+            artifact_store,
+            "preprocess",
+            files,
+            {**meta, "sha256": meta["train_sha256"]},
+            connection,
         )
 
 
@@ -108,6 +122,7 @@ def features(
     metrics: Any,
 ) -> None:
     """The body of fit_features: `features.tenure_bands` from the config."""
+    connection = _connection_string()
     common.component_logging()
     bands = common.config_from_json(config_json).features.tenure_bands
     meta = stages.features_files(
@@ -118,4 +133,4 @@ def features(
     common.log_metrics(metrics, meta, ("fitted_rows", "n_features", "synthetic"))
     if artifact_store:
         files = {stages.TRANSFORM: transform.path, stages.DESCRIPTION: description.path}
-        stages.publish(artifact_store, "features", files, meta)
+        stages.publish(artifact_store, "features", files, meta, connection)

@@ -13,7 +13,6 @@ bytes that are not UTF-8 text.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import logging
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from churn_core.errors import DataContractError, NotFound
+from churn_core.io import sha256_bytes
 from churn_model.contract import ID_COLUMN
 from churn_model.synthetic import SYNTHETIC_ID_PREFIX, announce
 
@@ -85,7 +85,7 @@ def describe_csv(data: bytes, source: str) -> dict[str, Any]:
         raise DataContractError(f"{source}: not a CSV file: {err}") from err
     return {
         "source_uri": source,
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "sha256": sha256_bytes(data),
         "bytes": len(data),
         "rows": rows,
         "columns": header,
@@ -94,13 +94,13 @@ def describe_csv(data: bytes, source: str) -> dict[str, Any]:
     }
 
 
-def ingest(uri: str, connection_string: str | None = None) -> Ingested:
+def ingest(uri: str, connection_string: str = "") -> Ingested:
     """Read `uri` (path, file://, http(s)://, az://, Azure Blob https) and describe it.
 
     Args:
         uri: where the table is.
-        connection_string: Azure Storage connection string for blob URIs (None: from
-            Settings; empty: DefaultAzureCredential).
+        connection_string: Azure Storage connection string for blob URIs (empty:
+            DefaultAzureCredential); the entry point reads it from the settings.
 
     Raises:
         NotFound: nothing at `uri`.

@@ -71,9 +71,12 @@ def _synthetic(upstream: Mapping[str, Any] | None, ids: Any, stage: str) -> bool
 
 
 def ingest_files(
-    source_uri: str, raw_path: str | Path, connection_string: str | None = None
+    source_uri: str, raw_path: str | Path, connection_string: str = ""
 ) -> dict[str, Any]:
-    """Read `source_uri` and write its bytes unchanged to `raw_path`; return the metadata."""
+    """Read `source_uri` and write its bytes unchanged to `raw_path`; return the metadata.
+
+    `connection_string` is for a blob source (empty: DefaultAzureCredential).
+    """
     from churn_components.data.ingest import ingest
 
     ingested = ingest(source_uri, connection_string=connection_string)
@@ -195,9 +198,7 @@ def _finish(out_dir: Path, meta: dict[str, Any], started: float) -> dict[str, An
     return meta
 
 
-def run_ingest(
-    source_uri: str, out_dir: str | Path, connection_string: str | None = None
-) -> dict[str, Any]:
+def run_ingest(source_uri: str, out_dir: str | Path, connection_string: str = "") -> dict[str, Any]:
     """`out_dir/raw.csv` + `metadata.json` from `source_uri`."""
     started = time.perf_counter()
     out = Path(out_dir)
@@ -262,9 +263,11 @@ def publish(
     stage: str,
     files: Mapping[str, str | Path],
     metadata: Mapping[str, Any],
-    connection_string: str | None = None,
+    connection_string: str = "",
 ) -> str:
     """Copy a stage's files to the artifact store under ``data/<stage>/<digest[:16]>/``.
+
+    `connection_string` is for a blob store (empty: DefaultAzureCredential).
 
     The prefix is content-addressed (a sha256 over the files' names and
     digests), so republishing the same outputs is idempotent and a published

@@ -2,7 +2,8 @@
 
 Takes KFP artifact objects and turns step results into what the KFP UI draws.
 No kfp import here, so it is testable with stand-ins. The register component
-is an entry point: it reads the ``CHURN_*`` settings for the store credentials.
+is an entry point: it reads the store credentials from the ``CHURN_*`` settings
+once, at its start, and passes them down.
 """
 
 from __future__ import annotations
@@ -83,11 +84,10 @@ def register(
     import pickle
 
     from churn_components.registry.steps import register_step
-
-    component_logging()
     from churn_core.settings import Settings
 
-    settings = Settings()
+    connection_string = Settings().azure_storage_connection_string
+    component_logging()
     result = register_step(
         {k: a.path for k, a in candidates.items()},
         evaluation.path,
@@ -100,7 +100,7 @@ def register(
         bundle.path,
         tracking_uri=tracking_uri,
         artifact_store=artifact_store,
-        connection_string=settings.azure_storage_connection_string or None,
+        connection_string=connection_string,
         transform_sha256=transform.metadata.get("sha256"),
     )
     stored = pickle.loads(Path(evaluation.path).read_bytes())  # noqa: S301 - our own artifact

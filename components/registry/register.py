@@ -7,9 +7,13 @@ deprecated stages API. Each version is an MLflow pyfunc model whose artifact
 ``bundle`` is the model bundle itself, so `models:/churn@champion` resolves to
 exactly the bundle that was evaluated; `churn_model.registry.download_bundle` fetches it.
 
-Tracking URI: `Settings.mlflow_tracking_uri` (``sqlite:///mlflow.db`` by
-default, a remote ``http(s)://`` server from the environment). For a local
-SQLite store the experiment's artifacts go under ``<artifact_root>/mlruns``.
+Tracking URI: passed in by the entry point (`Settings.mlflow_tracking_uri`,
+``sqlite:///mlflow.db`` by default, or a remote ``http(s)://`` server). For a
+local SQLite store the experiment's artifacts go under ``<artifact_root>/mlruns``.
+
+Everything goes through an `MlflowClient` (`client_for`) and explicit run ids:
+no process-wide tracking or registry URI is set and no fluent active run is
+started, so registering leaves the caller's MLflow state as it was.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,13 +53,14 @@ _RUNTIME_DISTRIBUTIONS = (
 
 
 def client_for(tracking_uri: str) -> Any:
-    """An `MlflowClient` for tracking and registry at `tracking_uri` (also set as default)."""
-    import mlflow
+    """An `MlflowClient` for tracking and registry at `tracking_uri`.
+
+    The process-wide MLflow URIs stay as the caller left them: every call here goes
+    through this client.
+    """
     from mlflow.tracking import MlflowClient
 
     uri = absolute_tracking_uri(tracking_uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
@@ -123,51 +129,74 @@ class Registration:
     aliases: tuple[str, ...]
 
 
-def start_run(client: Any, experiment: str, artifact_root: str | None, run_name: str) -> Any:
-    """Start (and return) an active MLflow run in `experiment`."""
-    import mlflow
+@contextmanager
+def start_run(
+    client: Any, experiment: str, artifact_root: str | None, run_name: str
+) -> Iterator[Any]:
+    """A new run (the `Run` entity) in `experiment`, ended FINISHED, or FAILED if the body raises.
 
+    The run is created with `client`; it never becomes MLflow's active run.
+    """
     experiment_id = ensure_experiment(client, experiment, artifact_root)
-    return mlflow.start_run(experiment_id=experiment_id, run_name=run_name)
+    run = client.create_run(experiment_id, run_name=run_name)
+    run_id = run.info.run_id
+    try:
+        yield run
+    except BaseException:
+        _terminate(client, run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+
+
+def _terminate(client: Any, run_id: str, status: str) -> None:
+    """Mark a run ended; a failure to do so is logged, never raised over the original error."""
+    try:
+        client.set_terminated(run_id, status)
+    except Exception as err:  # noqa: BLE001 - the body's exception is the one that matters
+        logger.warning("registry: could not mark run %s %s: %s", run_id, status, err)
 
 
 def log_run(
+    client: Any,
+    run_id: str,
     *,
     params: Mapping[str, Any],
     metrics: Mapping[str, float],
     tags: Mapping[str, str],
     plots: Mapping[str, bytes],
     documents: Mapping[str, Any],
+    texts: Mapping[str, str],
 ) -> None:
-    """Log params, metrics, tags, PNG plots (under plots/) and JSON documents to the active run."""
-    import mlflow
+    """Log params, metrics and tags (one batch), PNG plots (under plots/), JSON and text files."""
+    import time
 
-    mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
-    mlflow.log_metrics(dict(metrics))
-    mlflow.set_tags(dict(tags))
-    with tempfile.TemporaryDirectory(prefix="churn-plots-") as tmp:
-        for name, data in plots.items():
-            (Path(tmp) / name).write_bytes(data)
-        if plots:
-            mlflow.log_artifacts(tmp, artifact_path="plots")
+    from mlflow.entities import Metric, Param, RunTag
+
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+        params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+        tags=[RunTag(k, str(v)) for k, v in tags.items()],
+    )
+    if plots:
+        with tempfile.TemporaryDirectory(prefix="churn-plots-") as tmp:
+            for name, data in plots.items():
+                (Path(tmp) / name).write_bytes(data)
+            client.log_artifacts(run_id, tmp, artifact_path="plots")
     for name, doc in documents.items():
-        mlflow.log_dict(json.loads(json.dumps(doc, default=str)), name)
+        client.log_dict(run_id, json.loads(json.dumps(doc, default=str)), name)
+    for name, text in texts.items():
+        client.log_text(run_id, text, name)
 
 
-def register_bundle(
-    client: Any,
-    bundle_dir: str | Path,
-    name: str,
-    expected_version: int,
-    promote: bool,
-    version_tags: Mapping[str, str],
-) -> Registration:
-    """Log the bundle as a pyfunc model in the active run, register it, set the aliases.
+def save_pyfunc(bundle_dir: str | Path, path: str | Path) -> Path:
+    """Write the pyfunc model wrapping the bundle (artifact ``bundle``) into the folder `path`.
 
-    `expected_version` is the version written into the bundle's metadata; a
-    different registry answer (a concurrent registration) fails loudly
-    rather than leaving a bundle that names the wrong version.
+    A local save: no tracking server, no run. The model is "models from code"
+    (`churn_model.mlflow_model`, by path), so nothing is pickled but the bundle itself.
     """
+    import shutil
     import warnings
     from importlib.util import find_spec
 
@@ -176,20 +205,47 @@ def register_bundle(
     # its path only: importing it would run its set_model() here
     spec = find_spec("churn_model.mlflow_model")
     assert spec is not None and spec.origin is not None
-    code = Path(spec.origin)
-    with warnings.catch_warnings():
-        # we give the signature explicitly; an input example would only re-run predict
-        warnings.filterwarnings("ignore", message=".*input example.*", category=UserWarning)
-        warnings.filterwarnings("ignore", message=".*type hints.*", category=UserWarning)
-        info = mlflow.pyfunc.log_model(
-            name=PYFUNC_NAME,
-            python_model=str(code),
-            artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
-            pip_requirements=pip_requirements(),
-            signature=_signature(),
-            registered_model_name=name,
-        )
-    version = str(info.registered_model_version)
+    with tempfile.TemporaryDirectory(prefix="churn-pyfunc-") as staging:
+        bundle = Path(bundle_dir)
+        if bundle.name != BUNDLE_ARTIFACT:  # MLflow stores an artifact folder by its own name
+            bundle = Path(shutil.copytree(bundle, Path(staging) / BUNDLE_ARTIFACT))
+        with warnings.catch_warnings():
+            # we give the signature explicitly; an input example would only re-run predict
+            warnings.filterwarnings("ignore", message=".*input example.*", category=UserWarning)
+            warnings.filterwarnings("ignore", message=".*type hints.*", category=UserWarning)
+            mlflow.pyfunc.save_model(
+                path=str(path),
+                python_model=spec.origin,
+                artifacts={BUNDLE_ARTIFACT: str(bundle)},
+                pip_requirements=pip_requirements(),
+                signature=_signature(),
+            )
+    return Path(path)
+
+
+def register_bundle(
+    client: Any,
+    run_id: str,
+    bundle_dir: str | Path,
+    name: str,
+    expected_version: int,
+    promote: bool,
+    version_tags: Mapping[str, str],
+) -> Registration:
+    """Log the bundle as a pyfunc model in run `run_id`, register it, set the aliases.
+
+    The version's source is the run's ``model`` artifact folder, so
+    ``<source>/artifacts/bundle`` is the bundle (`churn_model.registry.download_bundle`).
+    `expected_version` is the version written into the bundle's metadata; a
+    different registry answer (a concurrent registration) fails loudly
+    rather than leaving a bundle that names the wrong version.
+    """
+    with tempfile.TemporaryDirectory(prefix="churn-model-") as tmp:
+        local = save_pyfunc(bundle_dir, Path(tmp) / PYFUNC_NAME)
+        client.log_artifacts(run_id, str(local), artifact_path=PYFUNC_NAME)
+    source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{PYFUNC_NAME}"
+    ensure_registered_model(client, name)
+    version = str(client.create_model_version(name, source=source, run_id=run_id).version)
     if version != str(expected_version):
         raise StoreError(
             f"registry gave {name} version {version}, the bundle says {expected_version}: "
@@ -200,8 +256,6 @@ def register_bundle(
         client.set_registered_model_alias(name, alias, version)
     for key, value in version_tags.items():
         client.set_model_version_tag(name, version, key, str(value))
-    active = mlflow.active_run()
-    run_id = active.info.run_id if active is not None else str(info.run_id)
     logger.info("registry: %s v%s -> aliases %s", name, version, ", ".join(aliases))
     return Registration(
         name=name,
@@ -210,3 +264,14 @@ def register_bundle(
         model_uri=f"models:/{name}/{version}",
         aliases=tuple(aliases),
     )
+
+
+def ensure_registered_model(client: Any, name: str) -> None:
+    """Create the registered model `name` unless it exists (a concurrent creation is fine)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise

@@ -2,16 +2,30 @@
 
 What the KFP components `select` and `register` (and the tests) call; they read
 the training stages' outputs (`churn_components.training.steps`).
+
+`register_step` is a list of named steps:
+
+1. `assemble_model`: the served model of the selected candidate, checked to
+   reproduce the evaluated held-out scores;
+2. `describe_model`: the `training_data_record`, the report, the permutation
+   importance, the confusion matrix and the `model_figures`;
+3. without a registry, `write_bundle` with a content-hash version; with one,
+   `log_and_register`: one MLflow run in which `write_bundle` writes the next
+   version, `run_record` (params, metrics, tags) and the figures are logged, and
+   the bundle is registered and its aliases moved;
+4. `publish`: the bundle copied to the artifact store.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from churn_components.common import load_pickle, read_dataset, read_features
 from churn_components.registry.select import gate, rank_candidates
@@ -19,7 +33,7 @@ from churn_components.training.evaluate import Evaluation
 from churn_components.training.steps import load_candidates, summary
 from churn_components.training.train import Candidate, labels
 from churn_core.config import ChurnConfig
-from churn_core.errors import BundleIntegrityError, GateError
+from churn_core.errors import BundleIntegrityError, GateError, StoreError
 from churn_model.features import ChurnFeatures
 
 logger = logging.getLogger(__name__)
@@ -122,6 +136,44 @@ def build_model(candidate: Candidate, evaluation: Evaluation, features: ChurnFea
     )
 
 
+@dataclass(frozen=True)
+class Assembled:
+    """The selected candidate as it will be served, beside what it was evaluated on."""
+
+    selected: str
+    model: Any  # churn_model.model.ChurnModel
+    evaluations: Mapping[str, Evaluation]
+    summaries: dict[str, dict[str, Any]]  # every candidate's figures and hyperparameters
+    train: pd.DataFrame
+    test: pd.DataFrame
+    y_test: np.ndarray
+    p_test: np.ndarray  # the served model's held-out probabilities
+
+
+@dataclass(frozen=True)
+class Records:
+    """What is said about the model: in the bundle, the MLflow run and the KFP UI."""
+
+    training_data: dict[str, Any]
+    synthetic: bool
+    gate: dict[str, Any]
+    selection: dict[str, Any]  # selected, ranking, gate (decision.json)
+    importance: dict[str, float]
+    confusion_matrix: Any
+    report: str
+    figures: dict[str, bytes]
+
+    @property
+    def promote(self) -> bool:
+        """Whether the gate let the model become the champion."""
+        return bool(self.gate.get("promote"))
+
+    @property
+    def reason(self) -> str:
+        """The gate's reason, as a sentence."""
+        return str(self.gate.get("reason", ""))
+
+
 def register_step(
     candidate_paths: Mapping[str, str | Path],
     evaluation_path: str | Path,
@@ -135,195 +187,351 @@ def register_step(
     *,
     tracking_uri: str = "",
     artifact_store: str = "",
-    connection_string: str | None = None,
+    connection_string: str = "",
     run_name: str = "churn-training",
     transform_sha256: str | None = None,
 ) -> dict[str, Any]:
-    """Write the bundle of the selected candidate; log and register it in MLflow.
+    """Write the bundle of the selected candidate; log and register it in MLflow; publish it.
 
     Without a tracking URI the bundle's version is a content hash and nothing
     is registered. With an artifact store URI the bundle is also copied to
-    ``bundles/<name>/<version>/`` there.
+    ``bundles/<name>/<version>/`` there (`connection_string` for a blob store;
+    empty: DefaultAzureCredential).
     """
-    from churn_components.registry.package import (
-        bundle_contents,
-        permutation_importance,
-        publish_bundle,
-        write_model_bundle,
+    assembled = assemble_model(
+        candidate_paths,
+        evaluation_path,
+        str(decision["selected"]),
+        train_path,
+        test_path,
+        transform_path,
+        transform_sha256,
     )
-    from churn_components.training import plots
-    from churn_components.training.report import model_report
+    records = describe_model(assembled, decision, data_metadata, config)
+    if tracking_uri:
+        registered = log_and_register(
+            assembled,
+            records,
+            config,
+            bundle_dir,
+            tracking_uri=tracking_uri,
+            artifact_root=artifact_store,
+            run_name=run_name,
+        )
+    else:
+        meta = write_bundle(bundle_dir, assembled, records, config, version=None)
+        registered = {"version": meta["version"]}
+    out = _result(assembled, records, bundle_dir, registered)
+    if artifact_store:
+        out["bundle_uri"] = publish(
+            bundle_dir, artifact_store, config, str(out["version"]), connection_string
+        )
+    return out
 
+
+def assemble_model(
+    candidate_paths: Mapping[str, str | Path],
+    evaluation_path: str | Path,
+    selected: str,
+    train_path: str | Path,
+    test_path: str | Path,
+    transform_path: str | Path,
+    transform_sha256: str | None = None,
+) -> Assembled:
+    """Build the served model of `selected`; check it reproduces the evaluated held-out scores.
+
+    Raises:
+        BundleIntegrityError: the assembled model scores the held-out rows differently
+            from the evaluation (what would be served is not what was evaluated).
+    """
     candidates = load_candidates(candidate_paths)
-    evaluated = load_pickle(evaluation_path)
-    evaluations: dict[str, Evaluation] = evaluated["evaluations"]
-    selected = str(decision["selected"])
-    gate_decision = dict(decision["gate"])
+    evaluations: dict[str, Evaluation] = load_pickle(evaluation_path)["evaluations"]
     train, test = read_dataset(train_path), read_dataset(test_path)
     features = read_features(transform_path, transform_sha256)
-    y_test = labels(test)
     ev = evaluations[selected]
     model = build_model(candidates[selected], ev, features)
-    # what is served is what was evaluated: the bundle's model reproduces the held-out scores
     p_test = model.predict_proba(test)
     if not np.allclose(p_test, ev.test_scores, rtol=0, atol=1e-12):
         raise BundleIntegrityError(
             f"{selected}: the assembled model does not reproduce the evaluated held-out scores"
         )
-    synthetic = bool(data_metadata.get("synthetic", False))
-    training_data = {
+    return Assembled(
+        selected=selected,
+        model=model,
+        evaluations=evaluations,
+        summaries={k: summary(e, candidates[k]) for k, e in evaluations.items()},
+        train=train,
+        test=test,
+        y_test=labels(test),
+        p_test=p_test,
+    )
+
+
+def training_data_record(data_metadata: Mapping[str, Any], assembled: Assembled) -> dict[str, Any]:
+    """What the model was trained on: the source's sha256, URI and size, the split's rows."""
+    record = {
         k: _integral(data_metadata.get(k))
         for k in ("sha256", "source_uri", "rows", "bytes")
         if k in data_metadata
     }
-    training_data["train_rows"] = len(train)
-    training_data["test_rows"] = len(test)
-    summaries = {k: summary(e, candidates[k]) for k, e in evaluations.items()}
+    record["train_rows"] = len(assembled.train)
+    record["test_rows"] = len(assembled.test)
+    return record
+
+
+def describe_model(
+    assembled: Assembled,
+    decision: Mapping[str, Any],
+    data_metadata: Mapping[str, Any],
+    config: ChurnConfig,
+) -> Records:
+    """The report, the permutation importance, the confusion matrix and the figures."""
+    from churn_components.registry.package import permutation_importance
+    from churn_components.training import plots
+    from churn_components.training.report import model_report
+
+    gate_decision = dict(decision["gate"])
+    synthetic = bool(data_metadata.get("synthetic", False))
+    training_data = training_data_record(data_metadata, assembled)
     report = model_report(
-        summaries,
-        selected,
+        assembled.summaries,
+        assembled.selected,
         gate_decision,
         synthetic=synthetic,
         data=training_data,
         cv_shape=(config.evaluation.cv_repeats, config.evaluation.cv_folds),
     )
+    model, test, y_test = assembled.model, assembled.test, assembled.y_test
     importance = permutation_importance(model, test, y_test, config.split.seed)
-    cm = plots.confusion(y_test, p_test, model.threshold)
-    curves = {k: (y_test, e.test_scores) for k, e in evaluations.items()}
-    figures = {
-        "roc.png": plots.roc_png(curves),
-        "pr.png": plots.pr_png(curves),
-        "calibration.png": plots.calibration_png(
-            y_test, p_test, config.evaluation.ece_bins, f"Calibration of {selected} (held-out)"
-        ),
-        "confusion_matrix.png": plots.confusion_png(cm, model.threshold),
-        "feature_importance.png": plots.importance_png(
-            importance, f"Permutation importance of {selected} (held-out)"
-        ),
-    }
-    extra = {
-        "selection": {
-            "selected": selected,
+    cm = plots.confusion(y_test, assembled.p_test, model.threshold)
+    return Records(
+        training_data=training_data,
+        synthetic=synthetic,
+        gate=gate_decision,
+        selection={
+            "selected": assembled.selected,
             "ranking": decision.get("ranking"),
             "gate": gate_decision,
         },
-        "feature_importance": importance,
+        importance=importance,
+        confusion_matrix=cm,
+        report=report,
+        figures=model_figures(assembled, importance, cm, config),
+    )
+
+
+def model_figures(
+    assembled: Assembled, importance: Mapping[str, float], cm: Any, config: ChurnConfig
+) -> dict[str, bytes]:
+    """The PNGs of the run: ROC and PR of every candidate, calibration, confusion, importance."""
+    from churn_components.training import plots
+
+    selected, threshold = assembled.selected, assembled.model.threshold
+    curves = {k: (assembled.y_test, e.test_scores) for k, e in assembled.evaluations.items()}
+    return {
+        "roc.png": plots.roc_png(curves),
+        "pr.png": plots.pr_png(curves),
+        "calibration.png": plots.calibration_png(
+            assembled.y_test,
+            assembled.p_test,
+            config.evaluation.ece_bins,
+            f"Calibration of {selected} (held-out)",
+        ),
+        "confusion_matrix.png": plots.confusion_png(cm, threshold),
+        "feature_importance.png": plots.importance_png(
+            dict(importance), f"Permutation importance of {selected} (held-out)"
+        ),
     }
+
+
+def write_bundle(
+    bundle_dir: str | Path,
+    assembled: Assembled,
+    records: Records,
+    config: ChurnConfig,
+    *,
+    version: str | None,
+    mlflow_run: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Write the bundle (version None: a content hash); its metadata."""
+    from churn_components.registry.package import bundle_contents, write_model_bundle
+
+    extra: dict[str, Any] = {
+        "selection": records.selection,
+        "feature_importance": records.importance,
+    }
+    if mlflow_run is not None:
+        extra["mlflow"] = dict(mlflow_run)
+    files, meta = bundle_contents(
+        assembled.model,
+        assembled.train,
+        config,
+        summary=assembled.summaries[assembled.selected],
+        training_data=records.training_data,
+        synthetic=records.synthetic,
+        version=version,
+        report=records.report,
+        extra=extra,
+    )
+    write_model_bundle(bundle_dir, files, meta)
+    return meta
+
+
+def run_record(
+    assembled: Assembled,
+    records: Records,
+    config: ChurnConfig,
+    meta: Mapping[str, Any],
+) -> tuple[dict[str, Any], dict[str, float], dict[str, str]]:
+    """The MLflow run's params, metrics and tags for the bundle described by `meta`."""
+    summaries, selected = assembled.summaries, assembled.selected
     sel = summaries[selected]
-    out: dict[str, Any] = {
+    metrics: dict[str, float] = {}
+    for kind, s in summaries.items():
+        for part in ("cv", "test"):
+            metrics.update(_prefixed(f"{kind}_{part}_", s[part]))
+    metrics.update(_prefixed("cv_", sel["cv"]))
+    metrics.update(_prefixed("test_", sel["test"]))
+    metrics["threshold_f1"] = float(sel["thresholds"]["f1"])
+    metrics["threshold_profit"] = float(sel["thresholds"]["profit"])
+    metrics["threshold_served"] = float(assembled.model.threshold)
+    params = {
         "selected": selected,
-        "promote": bool(gate_decision.get("promote")),
-        "reason": gate_decision.get("reason", ""),
-        "summaries": summaries,
-        "confusion_matrix": cm,
-        "report": report,
-        "threshold": model.threshold,
-        "synthetic": synthetic,
+        "calibration": sel["calibration"],
+        "threshold_rule": config.selection.threshold,
+        "cv": f"{config.evaluation.cv_repeats}x{config.evaluation.cv_folds}",
+        "seed": config.split.seed,
+        **{f"{k}.{p}": v for k, s in summaries.items() for p, v in _flat(s["params"]).items()},
     }
+    tags = {
+        "selected_kind": selected,
+        "gate_decision": _gate_tag(records),
+        "gate_reason": records.reason[:4000],
+        "synthetic": str(records.synthetic).lower(),
+        "data_sha256": str(records.training_data.get("sha256", "")),
+        "bundle_version": str(meta["version"]),
+        "code_version": str(meta["code_version"]),
+    }
+    return params, metrics, tags
 
-    def write(version: str | None) -> dict[str, Any]:
-        """Write the bundle (version None: a content hash); its metadata."""
-        files, meta = bundle_contents(
-            model,
-            train,
-            config,
-            summary=sel,
-            training_data=training_data,
-            synthetic=synthetic,
-            version=version,
-            report=report,
-            extra=extra,
-        )
-        write_model_bundle(bundle_dir, files, meta)
-        return meta
 
-    if not tracking_uri:
-        meta = write(None)
-        out.update(version=meta["version"], bundle=str(bundle_dir))
-    else:
-        import mlflow
+def log_and_register(
+    assembled: Assembled,
+    records: Records,
+    config: ChurnConfig,
+    bundle_dir: str | Path,
+    *,
+    tracking_uri: str,
+    artifact_root: str = "",
+    run_name: str = "churn-training",
+) -> dict[str, Any]:
+    """One MLflow run: write the bundle as the next version, log its record, register it.
 
-        from churn_components.registry.register import (
-            client_for,
-            log_run,
-            next_version,
-            register_bundle,
-            start_run,
-        )
+    Raises:
+        StoreError: the registry could not be reached or refused a write; the run
+            (if it was created) is marked FAILED.
+    """
+    from mlflow.exceptions import MlflowException
 
-        client = client_for(tracking_uri)
-        name = config.registry.model_name
-        with start_run(client, config.registry.experiment, artifact_store or None, run_name) as run:
+    from churn_components.registry.register import (
+        client_for,
+        log_run,
+        next_version,
+        register_bundle,
+        start_run,
+    )
+
+    client = client_for(tracking_uri)
+    name, experiment = config.registry.model_name, config.registry.experiment
+    try:
+        with start_run(client, experiment, artifact_root or None, run_name) as run:
+            run_id = run.info.run_id
             version = next_version(client, name)
-            extra["mlflow"] = {"run_id": run.info.run_id, "experiment": config.registry.experiment}
-            meta = write(str(version))
-            metrics: dict[str, float] = {}
-            for kind, s in summaries.items():
-                for part in ("cv", "test"):
-                    metrics.update(_prefixed(f"{kind}_{part}_", s[part]))
-            metrics.update(_prefixed("cv_", sel["cv"]))
-            metrics.update(_prefixed("test_", sel["test"]))
-            metrics["threshold_f1"] = float(sel["thresholds"]["f1"])
-            metrics["threshold_profit"] = float(sel["thresholds"]["profit"])
-            metrics["threshold_served"] = float(model.threshold)
-            params = {
-                "selected": selected,
-                "calibration": sel["calibration"],
-                "threshold_rule": config.selection.threshold,
-                "cv": f"{config.evaluation.cv_repeats}x{config.evaluation.cv_folds}",
-                "seed": config.split.seed,
-                **{
-                    f"{k}.{p}": v
-                    for k, s in summaries.items()
-                    for p, v in _flat(s["params"]).items()
-                },
-            }
-            tags = {
-                "selected_kind": selected,
-                "gate_decision": "promote" if out["promote"] else "keep_champion",
-                "gate_reason": out["reason"][:4000],
-                "synthetic": str(synthetic).lower(),
-                "data_sha256": str(training_data.get("sha256", "")),
-                "bundle_version": str(version),
-                "code_version": str(meta["code_version"]),
-            }
+            meta = write_bundle(
+                bundle_dir,
+                assembled,
+                records,
+                config,
+                version=str(version),
+                mlflow_run={"run_id": run_id, "experiment": experiment},
+            )
+            params, metrics, tags = run_record(assembled, records, config, meta)
             log_run(
+                client,
+                run_id,
                 params=params,
                 metrics=metrics,
                 tags=tags,
-                plots=figures,
+                plots=records.figures,
                 documents={
-                    "decision.json": extra["selection"],
-                    "evaluation.json": summaries,
+                    "decision.json": records.selection,
+                    "evaluation.json": assembled.summaries,
                     "bundle_metadata.json": meta,
                 },
+                texts={"report.md": records.report},
             )
-            mlflow.log_text(report, "report.md")
             registration = register_bundle(
                 client,
+                run_id,
                 bundle_dir,
                 name,
                 version,
-                out["promote"],
-                {"kind": selected, "gate": tags["gate_decision"], "synthetic": tags["synthetic"]},
+                records.promote,
+                {
+                    "kind": assembled.selected,
+                    "gate": tags["gate_decision"],
+                    "synthetic": tags["synthetic"],
+                },
             )
-        out.update(
-            version=registration.version,
-            run_id=registration.run_id,
-            model_uri=registration.model_uri,
-            aliases=list(registration.aliases),
-            bundle=str(bundle_dir),
-        )
-    if artifact_store:
-        out["bundle_uri"] = publish_bundle(
-            bundle_dir,
-            artifact_store,
-            config.registry.model_name,
-            str(out["version"]),
-            connection_string,
-        )
-    out["figures"] = figures
-    return out
+    except MlflowException as err:
+        raise StoreError(f"registry {client.tracking_uri}: cannot register {name}: {err}") from err
+    return {
+        "version": registration.version,
+        "run_id": registration.run_id,
+        "model_uri": registration.model_uri,
+        "aliases": list(registration.aliases),
+    }
+
+
+def publish(
+    bundle_dir: str | Path,
+    artifact_store: str,
+    config: ChurnConfig,
+    version: str,
+    connection_string: str = "",
+) -> str:
+    """Copy the bundle to ``bundles/<name>/<version>/`` in the artifact store; its URI."""
+    from churn_components.registry.package import publish_bundle
+
+    return publish_bundle(
+        bundle_dir, artifact_store, config.registry.model_name, version, connection_string
+    )
+
+
+def _result(
+    assembled: Assembled,
+    records: Records,
+    bundle_dir: str | Path,
+    registered: Mapping[str, Any],
+) -> dict[str, Any]:
+    """What the register component shows and passes on."""
+    return {
+        "selected": assembled.selected,
+        "promote": records.promote,
+        "reason": records.reason,
+        "summaries": assembled.summaries,
+        "confusion_matrix": records.confusion_matrix,
+        "report": records.report,
+        "threshold": assembled.model.threshold,
+        "synthetic": records.synthetic,
+        "bundle": str(bundle_dir),
+        **registered,
+        "figures": records.figures,
+    }
+
+
+def _gate_tag(records: Records) -> str:
+    return "promote" if records.promote else "keep_champion"
 
 
 def _integral(value: Any) -> Any:

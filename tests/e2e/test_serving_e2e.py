@@ -40,7 +40,9 @@ def test_train_register_serve_the_champion(mlflow_server, synthetic_training_csv
         from churn_components.data.steps import read_dataset
 
         held_out = read_dataset(data.test)
-        local = download_bundle("models:/churn@champion", tmp_path / "offline", mlflow_server)
+        local = download_bundle(
+            "models:/churn@champion", tmp_path / "offline", tracking_uri=mlflow_server
+        )
         model, meta = load_model(local)
         expected = model.predict_proba(held_out).astype(np.float32)
 

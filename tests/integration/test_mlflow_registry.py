@@ -15,7 +15,7 @@ import hashlib
 import json
 import pickle
 import shutil
-from collections.abc import Iterator
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -117,13 +117,15 @@ def _select(trained: Trained, config: ChurnConfig, uri: str) -> dict[str, Any]:
     )
 
 
-@pytest.fixture
-def keep_mlflow_uris() -> Iterator[None]:
-    """`client_for` sets mlflow's global URIs: put them back after a test pointed elsewhere."""
-    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    yield
-    mlflow.set_tracking_uri(tracking)
-    mlflow.set_registry_uri(registry)
+def _decision(uri: str, run: Any) -> dict[str, Any]:
+    """The decision.json a register step logged to `run`, read through a client."""
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        return dict(
+            json.loads(
+                Path(client.download_artifacts(run.info.run_id, "decision.json", tmp)).read_text()
+            )
+        )
 
 
 def test_registry_aliases_bundle_and_gate(
@@ -172,7 +174,7 @@ def test_registry_aliases_bundle_and_gate(
     assert client.get_model_version_by_alias(name, CHALLENGER).version == "2"
     run2 = client.get_run(second["run_id"])
     assert run2.data.tags["gate_decision"] == "keep_champion"
-    decision = mlflow.artifacts.load_dict(f"{run2.info.artifact_uri}/decision.json")
+    decision = _decision(mlflow_server, run2)
     gate = decision["gate"]
     assert gate["promote"] is False and gate["basis"] == "score"
     assert gate["champion_version"] == "1" and gate["rows"] == trainings.rows
@@ -181,7 +183,9 @@ def test_registry_aliases_bundle_and_gate(
     assert gate["challenger"]["synthetic"] is True and gate["champion"]["synthetic"] is True
 
     # models:/<name>@champion resolves to the first bundle, verified and loadable
-    local = download_bundle(f"models:/{name}@{CHAMPION}", tmp_path / "dl", mlflow_server)
+    local = download_bundle(
+        f"models:/{name}@{CHAMPION}", tmp_path / "dl", tracking_uri=mlflow_server
+    )
     model, meta = load_model(local)
     assert meta["version"] == "1" and meta["name"] == name
     test = read_dataset(trainings.good.data.test)
@@ -255,7 +259,7 @@ def test_provenance_decides_between_real_and_synthetic_data(
     assert client.get_model_version_by_alias(name, CHAMPION).version == "2"
     run = client.get_run(synthetic["run_id"])
     assert run.data.tags["gate_decision"] == "keep_champion"
-    decision = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/decision.json")["gate"]
+    decision = _decision(mlflow_server, run)["gate"]
     assert decision["champion"]["synthetic"] is False and decision["challenger"]["synthetic"]
     assert decision["challenger"]["score"] > decision["champion"]["score"]
 
@@ -264,7 +268,6 @@ def test_no_champion_only_when_the_registry_says_so(
     mlflow_server: str,
     trainings: Trainings,
     monkeypatch: pytest.MonkeyPatch,
-    keep_mlflow_uris: None,
 ) -> None:
     from churn_components.registry.champion import champion_version
     from churn_components.registry.register import client_for
@@ -351,9 +354,9 @@ def _register_handmade(bundle: Path, name: str, uri: str) -> str:
     )
 
     client = client_for(uri)
-    with start_run(client, "churn-gate-handmade", None, "handmade"):
+    with start_run(client, "churn-gate-handmade", None, "handmade") as run:
         version = next_version(client, name)
-        registration = register_bundle(client, bundle, name, version, True, {})
+        registration = register_bundle(client, run.info.run_id, bundle, name, version, True, {})
     return registration.version
 
 
@@ -410,5 +413,5 @@ def test_the_operator_override_replaces_an_unreadable_champion_on_record(
     assert run.data.tags["gate_reason"].startswith(
         "OPERATOR OVERRIDE (selection.replace_unreadable_champion): champion v2"
     )
-    decision = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/decision.json")["gate"]
+    decision = _decision(mlflow_server, run)["gate"]
     assert decision == gate

@@ -13,17 +13,14 @@ pytestmark = pytest.mark.integration
 
 
 def test_serves_the_champion_from_the_registry(mlflow_server, bundle_dir, customer_split, tmp_path):
-    import mlflow
-    from mlflow import MlflowClient
-
-    from churn_components.registry.register import register_bundle
+    from churn_components.registry.register import client_for, register_bundle, start_run
 
     name = "churn-serving-test"
-    mlflow.set_tracking_uri(mlflow_server)
-    mlflow.set_experiment("serving-tests")
-    with mlflow.start_run():
+    client = client_for(mlflow_server)
+    with start_run(client, "serving-tests", None, "serving-test") as run:
         register_bundle(
-            MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server),
+            client,
+            run.info.run_id,
             bundle_dir("xgboost"),
             name,
             expected_version=1,

@@ -122,10 +122,37 @@ def test_https_url_of_another_account_is_refused(azurite, container):
         )
 
 
-def test_connection_string_from_settings_env(azurite, container, monkeypatch):
+def test_the_store_never_reads_the_environment(azurite, container, monkeypatch):
+    """Only the connection string passed in counts: the entry point reads the settings."""
     monkeypatch.setenv("CHURN_AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
-    open_store(f"az://{container}").put_bytes("a.txt", b"a")
-    assert read_uri(f"az://{container}/a.txt") == b"a"
+    with pytest.raises(StoreError, match=f"az://{container}.*connection string"):
+        open_store(f"az://{container}")
+    with pytest.raises(StoreError, match=f"az://{container}.*connection string"):
+        read_uri(f"az://{container}/a.txt")
+
+
+def test_churn_data_reads_the_connection_string_from_the_settings(
+    azurite, container, monkeypatch, tmp_path, capsys
+):
+    """`churn data ingest --store`: CHURN_AZURE_STORAGE_CONNECTION_STRING reaches the blob."""
+    import json
+
+    from churn_core.cli import main
+    from churn_model.synthetic import write_synthetic_csv
+
+    source = open_store(f"az://{container}", azurite.connection_string)
+    csv = write_synthetic_csv(tmp_path / "telco.csv", rows=60, seed=3)
+    source.put_file(csv, "raw/telco.csv")
+    monkeypatch.setenv("CHURN_AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
+    monkeypatch.setenv("CHURN_CONFIG_PATH", str(Path(__file__).parents[2] / "model_config.yaml"))
+    out = tmp_path / "ingest"
+    argv = ["data", "ingest", "--source", f"az://{container}/raw/telco.csv", "--out", str(out)]
+    assert main([*argv, "--store", f"az://{container}/snapshots"]) == 0
+    meta = json.loads(capsys.readouterr().out)
+    assert meta["sha256"] == _sha(csv.read_bytes()) and meta["rows"] == 60
+    assert (out / "raw.csv").read_bytes() == csv.read_bytes()
+    published = [n for n in _blob_names(azurite.connection_string, container) if "snapshots" in n]
+    assert any(n.endswith("/raw.csv") for n in published), published
 
 
 def test_missing_blob_is_not_found_naming_the_uri(azurite, container):
