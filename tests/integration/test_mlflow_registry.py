@@ -199,9 +199,12 @@ def test_registry_aliases_bundle_and_gate(
     assert gate["champion"]["metrics"]["roc_auc"] == pytest.approx(m["roc_auc"], abs=1e-12)
     assert gate["champion"]["score"] == pytest.approx(0.5 * m["f1"] + 0.5 * m["roc_auc"])
 
-    # and as an MLflow pyfunc model
-    mlflow.set_registry_uri(mlflow_server)
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
+    # and as an MLflow pyfunc model (the registered folder, fetched through a client)
+    source = client.get_model_version_download_uri(name, "1")
+    folder = mlflow.artifacts.download_artifacts(
+        artifact_uri=source, dst_path=str(tmp_path / "pyfunc"), tracking_uri=mlflow_server
+    )
+    pyfunc = mlflow.pyfunc.load_model(folder)
     out = pyfunc.predict(test.drop(columns=["Churn"]))
     assert isinstance(out, pd.DataFrame)
     np.testing.assert_allclose(out["churn_probability"].to_numpy(), model.predict_proba(test))
