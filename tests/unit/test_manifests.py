@@ -103,11 +103,17 @@ def test_values_files_layer_as_helm_layers_them() -> None:
     assert base["canary"]["trafficPercent"] is None  # inputs untouched
 
 
+ISVC = ("serving.kserve.io/v1beta1", "InferenceService")
+
+
 @pytest.mark.parametrize("manifest", GENERATED, ids=lambda p: p.name)
 def test_every_object_is_one_the_cluster_accepts(manifest: Path) -> None:
     found = objects(manifest.name)
     assert {"InferenceService", "NetworkPolicy"} <= set(found)
-    for kind, doc in found.items():
+    ordered = sorted(
+        found.items(), key=lambda kd: not CRDS.get((kd[1]["apiVersion"], kd[0]), CRDS[ISVC]).shared
+    )
+    for kind, doc in ordered:
         if (doc["apiVersion"], kind) in CRDS:
             assert custom_resource_errors(doc) == [], kind
         else:
