@@ -72,7 +72,10 @@ bench-model: install ## Model-level figures: single-row and batch scoring per ki
 compile: install ## Compile the KFP pipeline to IR YAML under pipelines/
 	.venv/bin/churn pipeline compile
 
+manifests: install ## Render manifests/*.yaml from the Helm chart (values in manifests/values-*.yaml)
+	$(PY) tools/render_manifests.py
+
 clean: ## Remove local artifacts, runs and caches (not .venv)
 	rm -rf artifacts mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install test test-unit lint lint-workflows format demo bench bench-model compile clean
+.PHONY: help install test test-unit lint lint-workflows format demo bench bench-model compile manifests clean

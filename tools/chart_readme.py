@@ -79,14 +79,20 @@ def parse_values(text: str) -> list[ValueDoc]:
     return docs
 
 
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """Every dotted key path of a loaded YAML mapping, with its value."""
+def flatten(data: Any, prefix: str = "", schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every dotted key path of a loaded YAML mapping, with its value.
+
+    With the values schema, a map the schema declares without named properties
+    (labels, annotations: any key) is one value, not a section of keys.
+    """
     out: dict[str, Any] = {}
     if isinstance(data, dict):
         for key, value in data.items():
             path = f"{prefix}.{key}" if prefix else str(key)
             out[path] = value
-            out.update(flatten(value, path))
+            if schema is not None and "properties" not in _schema_at(schema, path):
+                continue
+            out.update(flatten(value, path, schema))
     return out
 
 
@@ -109,9 +115,9 @@ def _type(node: dict[str, Any]) -> str:
     return " or ".join(kind) if isinstance(kind, list) else str(kind)
 
 
-def _default(value: Any) -> str:
-    if isinstance(value, dict) and value:
-        return ""
+def _default(value: Any, node: dict[str, Any]) -> str:
+    if isinstance(value, dict) and value and "properties" in node:
+        return ""  # a section: its keys have their own rows
     return f"`{json.dumps(value)}`"
 
 
@@ -119,7 +125,7 @@ def table(chart: Path = CHART) -> str:
     """The markdown table of every key of the chart's values.yaml."""
     text = (chart / "values.yaml").read_text()
     schema = json.loads((chart / "values.schema.json").read_text())
-    values = flatten(yaml.safe_load(text))
+    values = flatten(yaml.safe_load(text), schema=schema)
     docs = parse_values(text)
     seen = {d.key for d in docs}
     if seen != set(values):
@@ -127,9 +133,9 @@ def table(chart: Path = CHART) -> str:
     rows = ["| Key | Type | Default | Description |", "|---|---|---|---|"]
     for doc in docs:
         description = doc.description.replace("|", "\\|")
+        node = _schema_at(schema, doc.key)
         rows.append(
-            f"| `{doc.key}` | {_type(_schema_at(schema, doc.key))} | "
-            f"{_default(values[doc.key])} | {description} |"
+            f"| `{doc.key}` | {_type(node)} | {_default(values[doc.key], node)} | {description} |"
         )
     return "\n".join(rows)
 

@@ -1,11 +1,14 @@
-"""The Helm chart renders what KServe, Knative and Kubernetes accept, and refuses bad values.
+"""The Helm chart renders what KServe, Knative, Istio and Kubernetes accept, and refuses bad values.
 
 Rendered and linted by the Helm v4 SDK itself (helm-python-sdk: Helm's Go
 code behind a C ABI, no `helm` binary), so template functions, value
-coalescing and values.schema.json validation are Helm's own. The rendered
-InferenceService is judged by the real KServe CRD schema (with the pruning
-check of tests/k8s_schema.py) and Knative's container rules; the
-ServiceAccount by kubernetes-validate's Kubernetes schemas.
+coalescing and values.schema.json validation are Helm's own. Every rendered
+custom resource is judged by its own project's CRD schema (KServe, Istio, the
+Prometheus Operator; with the pruning check of tests/k8s_schema.py), the
+InferenceService also by Knative's container rules, and every core object
+(ServiceAccount, NetworkPolicy, Service, ConfigMap) by kubernetes-validate's
+Kubernetes schemas. The alert rules and the dashboard's queries are run by
+promtool in test_chart_monitoring.py.
 """
 
 from __future__ import annotations
@@ -21,17 +24,26 @@ from types import ModuleType
 from typing import Any
 
 import helm_python as helm
-import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
-from tests.k8s_schema import isvc_schema_or_skip, knative_errors, pruned_fields
+from tests.k8s_schema import CRDS, custom_resource_errors, knative_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "churn"
 RELEASE, NAMESPACE = "churn", "churn"
 CLIENT_ID = "0f4d7a3e-5b2c-4e8f-9a1d-6c3b2e1f0a9d"
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+AUDIENCE = "6e7b8a44-3c1d-4f2e-9b0a-5d4c3b2a1f00"
+ISSUER = f"https://login.microsoftonline.com/{TENANT}/v2.0"
+AUTH = {"auth": {"enabled": True, "tenantId": TENANT, "audiences": [AUDIENCE]}}
+MONITORS = {
+    "metrics": {"prometheusScraping": False, "podMonitor": {"enabled": True}},
+    "prometheusRule": {"enabled": True},
+    "grafanaDashboard": {"enabled": True},
+}
+CORE_KINDS = {"ServiceAccount", "NetworkPolicy", "Service", "ConfigMap"}
 BUNDLE_2 = "https://churnartifacts.blob.core.windows.net/churn/bundles/churn/2"
 REGISTRY = {
     "bundle": {"storageUri": "", "registryUri": "models:/churn@champion"},
@@ -74,6 +86,38 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "metrics": {"prometheusScraping": False},
     },
     "renamed-model": {"model": {"name": "telco-churn"}, "image": {"tag": "0.2.0"}},
+    "auth": AUTH,
+    "monitors": MONITORS,
+    "service-monitor-grpc": {
+        "protocol": "grpc",
+        "metrics": {"prometheusScraping": False, "serviceMonitor": {"enabled": True}},
+        "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+    },
+    "logger-to-a-service": {
+        "logger": {"broker": "", "url": "http://churn-drift.churn.svc.cluster.local:8080/events"}
+    },
+    "no-network-policy": {"networkPolicy": {"enabled": False}},
+    "everything": {
+        **AUTH,
+        "bundle": {"storageUri": BUNDLE_2},
+        "canary": {"trafficPercent": 5},
+        "serviceAccount": {"workloadIdentity": {"enabled": True, "clientId": CLIENT_ID}},
+        "metrics": {
+            "prometheusScraping": False,
+            "podMonitor": {"enabled": True},
+            "monitorLabels": {"release": "kube-prometheus-stack"},
+        },
+        "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+        "grafanaDashboard": {"enabled": True},
+        "networkPolicy": {
+            "extraNamespaces": ["churn-rollout"],
+            # null drops a default label (an empty map would merge with the defaults)
+            "prometheus": {
+                "namespace": "kube-system",
+                "podLabels": {"app.kubernetes.io/name": None},
+            },
+        },
+    },
 }
 
 
@@ -83,14 +127,30 @@ def chart() -> Any:
         yield loaded
 
 
-@pytest.fixture(scope="module")
-def isvc_schema() -> dict[str, Any]:
-    return isvc_schema_or_skip()
+def is_canary(values: dict[str, Any] | None) -> bool:
+    return (values or {}).get("canary", {}).get("trafficPercent") is not None
 
 
-def render(chart: Any, values: dict[str, Any] | None = None, name: str = RELEASE) -> dict[str, Any]:
-    """Rendered manifests by kind (one object each) plus NOTES.txt under "NOTES"."""
-    out = chart.render(copy.deepcopy(values), name=name, namespace=NAMESPACE)
+def render(
+    chart: Any,
+    values: dict[str, Any] | None = None,
+    name: str = RELEASE,
+    namespace: str = NAMESPACE,
+    upgrade: bool | None = None,
+) -> dict[str, Any]:
+    """Rendered manifests by kind (one object each) plus NOTES.txt under "NOTES".
+
+    A canary is rendered as an upgrade (there is a revision to share the traffic
+    with), anything else as a first install, unless `upgrade` says otherwise.
+    """
+    upgrade = is_canary(values) if upgrade is None else upgrade
+    out = chart.render(
+        copy.deepcopy(values),
+        name=name,
+        namespace=namespace,
+        is_install=not upgrade,
+        is_upgrade=upgrade,
+    )
     rendered: dict[str, Any] = {"NOTES": out.pop(f"{chart.name}/templates/NOTES.txt", "")}
     for path, text in out.items():
         for doc in yaml.safe_load_all(text):
@@ -127,15 +187,21 @@ def serve_args(rendered: dict[str, Any]) -> Any:
 
 
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
-def test_inferenceservice_matches_the_kserve_crd(
-    chart: Any, isvc_schema: dict[str, Any], values: dict[str, Any]
-) -> None:
-    isvc = render(chart, values)["InferenceService"]
-    assert isvc["apiVersion"] == "serving.kserve.io/v1beta1"
-    jsonschema.Draft7Validator(isvc_schema).validate(isvc)
-    assert pruned_fields(isvc, isvc_schema) == []
+def test_custom_resources_match_their_projects_crds(chart: Any, values: dict[str, Any]) -> None:
+    rendered = render(chart, values)
+    custom = {kind: doc for kind, doc in rendered.items() if kind not in CORE_KINDS | {"NOTES"}}
+    known = {kind for _, kind in CRDS}
+    assert set(custom) <= known, f"kinds no CRD judges: {sorted(set(custom) - known)}"
+    for kind, doc in custom.items():
+        assert (doc["apiVersion"], kind) in CRDS, f"{kind} {doc['apiVersion']}: no CRD"
+    isvc = custom["InferenceService"]
     assert knative_errors(isvc["spec"]["predictor"]["containers"]) == []
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
+    # the shared CRDs first: a kind whose CRD has not arrived yet skips only at the end
+    for kind, doc in sorted(
+        custom.items(), key=lambda kd: not CRDS[(kd[1]["apiVersion"], kd[0])].shared
+    ):
+        assert custom_resource_errors(doc) == [], kind
 
 
 @pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
@@ -144,14 +210,27 @@ def test_core_objects_match_the_kubernetes_schema(
     chart: Any, values: dict[str, Any], kube_version: str
 ) -> None:
     rendered = render(chart, values)
-    core = {
-        kind: doc for kind, doc in rendered.items() if kind not in {"NOTES", "InferenceService"}
-    }
-    assert set(core) <= {"ServiceAccount"}, f"unvalidated kinds: {sorted(core)}"
+    core = {kind: doc for kind, doc in rendered.items() if kind in CORE_KINDS}
     for doc in core.values():
         kubernetes_validate.validate(doc, kube_version, strict=True)
     if values.get("serviceAccount", {}).get("create", True):
         assert "ServiceAccount" in core
+    assert ("NetworkPolicy" in core) == values.get("networkPolicy", {}).get("enabled", True)
+
+
+def test_the_crd_checks_catch_unknown_and_mistyped_fields(chart: Any) -> None:
+    rendered = render(chart, VALUE_SETS["everything"])
+    policy = copy.deepcopy(rendered["AuthorizationPolicy"])
+    policy["spec"]["rules"][0]["from"][0]["source"]["requestPrincipal"] = ["*"]  # no "s"
+    assert custom_resource_errors(policy) == [
+        ".spec.rules[0].from[0].source.requestPrincipal: unknown field (pruned)"
+    ]
+    monitor = copy.deepcopy(rendered["PodMonitor"])
+    monitor["spec"]["podMetricsEndpoints"][0]["port"] = 8080  # a name, not a number
+    assert any("podMetricsEndpoints/0/port" in e for e in custom_resource_errors(monitor))
+    rule = copy.deepcopy(rendered["PrometheusRule"])
+    del rule["spec"]["groups"][0]["name"]
+    assert any("'name' is a required property" in e for e in custom_resource_errors(rule))
 
 
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
@@ -183,28 +262,6 @@ def test_container_command_is_a_valid_churn_serve(chart: Any, values: dict[str, 
 
 
 # -- what each setting does
-
-
-def test_defaults_render_the_plain_manifest(chart: Any) -> None:
-    """Chart defaults and manifests/inferenceservice.yaml describe the same service."""
-    manifest = yaml.safe_load((ROOT / "manifests" / "inferenceservice.yaml").read_text())
-    rendered = render(chart)
-    ours, theirs = predictor(rendered), manifest["spec"]["predictor"]
-    for key in ("minReplicas", "maxReplicas", "scaleMetric", "scaleTarget", "logger"):
-        assert ours[key] == theirs[key], key
-    assert "canaryTrafficPercent" not in ours
-    (their_container,) = theirs["containers"]
-    for key in ("name", "image", "command", "readinessProbe", "resources"):
-        assert container(rendered)[key] == their_container[key], key
-    their_env = {e["name"]: e["value"] for e in their_container["env"]}
-    assert their_env.items() <= env(rendered).items()
-    from churn_core.cli import build_parser
-
-    their_args = build_parser().parse_args(their_container["args"])
-    for key in ("command", "bundle", "http_port", "no_grpc"):
-        assert getattr(serve_args(rendered), key) == getattr(their_args, key), key
-    for key, value in manifest["metadata"]["annotations"].items():
-        assert rendered["InferenceService"]["metadata"]["annotations"][key] == value
 
 
 def test_canary_sets_the_traffic_share_and_tag_routing(chart: Any) -> None:
@@ -319,6 +376,319 @@ def test_notes_tell_how_to_reach_the_v2_endpoint_and_the_explainer(chart: Any) -
     assert "/v1/models/telco-churn:explain" in notes
 
 
+# -- security: the container, the network, the token
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_the_server_runs_unprivileged_on_a_read_only_root(
+    chart: Any, values: dict[str, Any]
+) -> None:
+    rendered = render(chart, values)
+    c = container(rendered)
+    assert c["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 1000,  # the image's churn user
+        "runAsGroup": 1000,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    # the one writable path: tempfile's /tmp (a registry bundle is downloaded there)
+    assert c["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert predictor(rendered)["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
+
+
+def test_knative_rules_refuse_a_privileged_container(chart: Any) -> None:
+    c = copy.deepcopy(container(render(chart)))
+    c["securityContext"].update(privileged=True, procMount="Unmasked")
+    c["securityContext"]["capabilities"]["add"] = ["NET_ADMIN"]
+    assert knative_errors([c]) == [
+        "securityContext.procMount is not allowed by Knative",
+        "securityContext.privileged: true is not allowed by Knative",
+        "securityContext.capabilities.add needs a Knative feature flag",
+    ]
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return selector.items() <= labels.items()
+
+
+def _namespaces(peers: list[dict[str, Any]]) -> list[str]:
+    return [p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in peers]
+
+
+def test_network_policy_admits_only_the_gateway_knative_and_prometheus(chart: Any) -> None:
+    rendered = render(chart)
+    policy = rendered["NetworkPolicy"]["spec"]
+    assert _selects(policy["podSelector"]["matchLabels"], predictor(rendered)["labels"])
+    assert policy["policyTypes"] == ["Ingress"]
+    everything, prometheus = policy["ingress"]
+    assert _namespaces(everything["from"]) == ["aks-istio-ingress", "knative-serving"]
+    assert "ports" not in everything and all(
+        set(p) == {"namespaceSelector"} for p in everything["from"]
+    )
+    (peer,) = prometheus["from"]
+    assert _namespaces([peer]) == ["monitoring"]
+    assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+    assert prometheus["ports"] == [{"port": 8080, "protocol": "TCP"}]  # /metrics only
+    assert (
+        "accept connections only from namespaces\naks-istio-ingress, knative-serving"
+        in (rendered["NOTES"])
+    )
+
+
+def test_network_policy_follows_its_settings(chart: Any) -> None:
+    policy = render(chart, VALUE_SETS["everything"])["NetworkPolicy"]["spec"]
+    everything, prometheus = policy["ingress"]
+    assert _namespaces(everything["from"]) == [
+        "aks-istio-ingress",
+        "knative-serving",
+        "churn-rollout",
+    ]
+    assert prometheus["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}
+    ]
+    unscraped = render(chart, VALUE_SETS["scale-to-zero-no-logger"])["NetworkPolicy"]["spec"]
+    assert len(unscraped["ingress"]) == 1  # nothing scrapes: Prometheus is not let in
+    assert "NetworkPolicy" not in render(chart, VALUE_SETS["no-network-policy"])
+
+
+def test_request_authentication_trusts_the_tenants_v2_tokens_for_the_audience(
+    chart: Any,
+) -> None:
+    rendered = render(chart, AUTH)
+    spec = rendered["RequestAuthentication"]["spec"]
+    assert _selects(spec["selector"]["matchLabels"], predictor(rendered)["labels"])
+    assert spec["jwtRules"] == [
+        {
+            "issuer": ISSUER,
+            "jwksUri": f"https://login.microsoftonline.com/{TENANT}/discovery/v2.0/keys",
+            "audiences": [AUDIENCE],
+        }
+    ]
+
+
+def _allows(policy: dict[str, Any], request: dict[str, Any]) -> bool:
+    """Istio's ALLOW semantics for the fields the chart uses: any rule whose parts all match."""
+    assert policy["action"] == "ALLOW"
+
+    def matches(values: list[str], value: str | None) -> bool:
+        return value is not None and any(
+            v == value or (v.endswith("*") and value.startswith(v[:-1])) for v in values
+        )
+
+    def source_ok(source: dict[str, Any]) -> bool:
+        checks = {"requestPrincipals": "principal", "namespaces": "namespace"}
+        assert set(source) <= set(checks), source
+        return all(matches(source[k], request.get(v)) for k, v in checks.items() if k in source)
+
+    def operation_ok(operation: dict[str, Any]) -> bool:
+        checks = {"ports": "port", "paths": "path", "methods": "method"}
+        assert set(operation) <= set(checks), operation
+        return all(
+            matches(operation[k], str(request.get(v))) for k, v in checks.items() if k in operation
+        )
+
+    def condition_ok(condition: dict[str, Any]) -> bool:
+        header = condition["key"].removeprefix("request.headers[").removesuffix("]")
+        return matches(condition["values"], request.get("headers", {}).get(header))
+
+    return any(
+        all(source_ok(f["source"]) for f in rule.get("from", []))
+        and all(operation_ok(o["operation"]) for o in rule.get("to", []))
+        and all(condition_ok(c) for c in rule.get("when", []))
+        for rule in policy["rules"]
+    )
+
+
+def test_authorization_policy_requires_a_token_except_for_knative_and_metrics(
+    chart: Any,
+) -> None:
+    rendered = render(chart, AUTH)
+    policy = rendered["AuthorizationPolicy"]["spec"]
+    assert _selects(policy["selector"]["matchLabels"], predictor(rendered)["labels"])
+    infer = {"method": "POST", "path": "/v2/models/churn/infer", "port": 8012}
+    gateway = {**infer, "namespace": "aks-istio-ingress"}
+    assert not _allows(policy, gateway)  # no token: RequestAuthentication alone lets it pass
+    assert _allows(policy, {**gateway, "principal": f"{ISSUER}/3b9f2c1e-user"})
+    assert not _allows(policy, {**gateway, "principal": "https://sts.windows.net/x/0f4d"})
+    activator = {**infer, "namespace": "knative-serving"}
+    assert not _allows(policy, activator)  # a forwarded request keeps its token or fails
+    assert _allows(policy, {**activator, "principal": f"{ISSUER}/3b9f2c1e-user"})
+    assert _allows(policy, {**activator, "headers": {"K-Network-Probe": "queue"}})
+    assert _allows(policy, {"namespace": "knative-serving", "port": 9090, "path": "/metrics"})
+    assert not _allows(policy, {"namespace": "aks-istio-ingress", "port": 9090})
+    scrape = {"method": "GET", "path": "/metrics", "port": 8080}
+    assert _allows(policy, scrape)
+    assert not _allows(policy, {**scrape, "method": "POST"})
+    assert not _allows(policy, {**scrape, "path": "/v2/models/churn/infer"})
+    unscraped = {**AUTH, "metrics": {"prometheusScraping": False}}
+    assert not _allows(render(chart, unscraped)["AuthorizationPolicy"]["spec"], scrape)
+
+
+def test_without_auth_there_are_no_istio_policies_and_the_notes_say_so(chart: Any) -> None:
+    rendered = render(chart)
+    assert not {"RequestAuthentication", "AuthorizationPolicy"} & set(rendered)
+    assert "No token is asked for (auth.enabled=false)" in rendered["NOTES"]
+    assert "Authorization: Bearer" not in rendered["NOTES"]
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_notes_with_auth_tell_how_to_get_and_send_a_token(chart: Any, protocol: str) -> None:
+    notes = render(chart, {**AUTH, "protocol": protocol})["NOTES"]
+    assert f"az login --tenant {TENANT}" in notes
+    assert (
+        f"export TOKEN=$(az account get-access-token --scope {AUDIENCE}/.default "
+        "--query accessToken -o tsv)"
+    ) in notes
+    assert "requestedAccessTokenVersion" in notes  # v1.0 tokens carry another issuer
+    calls = [line for line in notes.splitlines() if "curl -H" in line or "grpcurl" in line]
+    assert calls and all('-H "Authorization: Bearer ${TOKEN}"' in line for line in calls)
+
+
+# -- the payload logger stays in the namespace
+
+
+def test_the_logger_posts_to_the_namespaces_broker(chart: Any) -> None:
+    url = "http://broker-ingress.knative-eventing.svc.cluster.local/{}/default"
+    assert predictor(render(chart))["logger"]["url"] == url.format(NAMESPACE)
+    assert predictor(render(chart, namespace="churn-eu"))["logger"]["url"] == url.format("churn-eu")
+    renamed = {"logger": {"broker": "payloads"}, "cluster": {"eventingNamespace": "eventing"}}
+    assert predictor(render(chart, renamed))["logger"]["url"] == (
+        f"http://broker-ingress.eventing.svc.cluster.local/{NAMESPACE}/payloads"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://churn-drift.churn.svc.cluster.local:8080/events",
+        "http://churn-drift.churn.svc/events",
+        "http://churn-drift.churn",
+        "http://churn-drift:8080",
+        "http://broker-ingress.knative-eventing.svc.cluster.local/churn/payloads",
+        "http://broker-ingress.knative-eventing/churn/default/",
+    ],
+)
+def test_a_logger_url_inside_the_namespace_is_accepted(chart: Any, url: str) -> None:
+    rendered = render(chart, {"logger": {"broker": "", "url": url}})
+    assert predictor(rendered)["logger"]["url"] == url
+    assert f"CloudEvent to {url}" in rendered["NOTES"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://collector.example.com/events",
+        "http://churn-drift.monitoring.svc.cluster.local/events",
+        "http://broker-ingress.knative-eventing.svc.cluster.local/monitoring/default",
+        "http://broker-ingress.knative-eventing.svc.cluster.local/churn",
+        "http://10.0.12.7:8080/events",
+        "http://churn-drift.churn.svc.cluster.local.attacker.example/events",
+    ],
+)
+def test_a_logger_url_outside_the_namespace_fails(chart: Any, url: str) -> None:
+    with pytest.raises(helm.HelmRenderError) as caught:
+        render(chart, {"logger": {"broker": "", "url": url}})
+    assert f"logger.url {url} points outside namespace churn" in str(caught.value)
+
+
+# -- observability: monitors, rules, dashboard
+
+
+def test_no_prometheus_operator_objects_by_default(chart: Any) -> None:
+    rendered = render(chart)
+    assert not {"PodMonitor", "ServiceMonitor", "PrometheusRule", "ConfigMap", "Service"} & set(
+        rendered
+    )
+
+
+@pytest.mark.parametrize(("protocol", "port"), [("rest", "http1"), ("grpc", "h2c")])
+def test_pod_monitor_scrapes_the_predictors_metrics_port(
+    chart: Any, protocol: str, port: str
+) -> None:
+    rendered = render(chart, {**MONITORS, "protocol": protocol})
+    monitor = rendered["PodMonitor"]["spec"]
+    assert _selects(monitor["selector"]["matchLabels"], predictor(rendered)["labels"])
+    assert monitor["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    (endpoint,) = monitor["podMetricsEndpoints"]
+    assert endpoint["port"] == port == container(rendered)["ports"][0]["name"]
+    assert endpoint["path"] == "/metrics" and endpoint["interval"] == "30s"
+    revision, *address = endpoint["relabelings"]
+    assert revision == {
+        "sourceLabels": ["__meta_kubernetes_pod_label_serving_knative_dev_revision"],
+        "targetLabel": "revision",
+    }
+    # gRPC: Knative declares only the h2c port; /metrics answers on the REST port
+    assert [a["replacement"] for a in address] == (["${1}:8080"] if protocol == "grpc" else [])
+    assert "ServiceMonitor" not in rendered
+    assert (
+        "serving.kserve.io/enable-prometheus-scraping"
+        not in (rendered["InferenceService"]["metadata"]["annotations"])
+    )
+
+
+def test_service_monitor_scrapes_a_service_of_the_metrics_port(chart: Any) -> None:
+    rendered = render(chart, VALUE_SETS["service-monitor-grpc"])
+    service, monitor = rendered["Service"], rendered["ServiceMonitor"]["spec"]
+    assert _selects(service["spec"]["selector"], predictor(rendered)["labels"])
+    assert service["spec"]["ports"] == [
+        {"name": "http-metrics", "port": 8080, "targetPort": 8080, "protocol": "TCP"}
+    ]
+    assert _selects(monitor["selector"]["matchLabels"], service["metadata"]["labels"])
+    assert not _selects(monitor["selector"]["matchLabels"], predictor(rendered)["labels"])
+    (endpoint,) = monitor["endpoints"]
+    assert endpoint["port"] == "http-metrics" and endpoint["path"] == "/metrics"
+    assert "PodMonitor" not in rendered
+    assert rendered["PrometheusRule"]["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def test_monitor_labels_let_a_prometheus_select_the_monitor(chart: Any) -> None:
+    rendered = render(chart, VALUE_SETS["everything"])
+    assert rendered["PodMonitor"]["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    notes = rendered["NOTES"]
+    assert (
+        "Prometheus Operator objects in churn: PodMonitor churn-predictor, PrometheusRule churn."
+        in notes
+    )
+
+
+@pytest.mark.parametrize(
+    ("windows", "minutes", "expected"), [(2, 60, "90m"), (3, 30, "75m"), (1, 10, "5m")]
+)
+def test_sustained_drift_waits_for_n_windows(
+    chart: Any, windows: int, minutes: int, expected: str
+) -> None:
+    values = {
+        "prometheusRule": {"enabled": True, "drift": {"windows": windows, "windowMinutes": minutes}}
+    }
+    groups = render(chart, values)["PrometheusRule"]["spec"]["groups"]
+    (rule,) = [r for g in groups for r in g["rules"] if r["alert"] == "ChurnDriftSustained"]
+    assert rule["for"] == expected
+    assert rule["expr"] == 'churn_drift_window_drift{model="churn"} == 1'
+
+
+def test_the_dashboard_configmap_carries_the_release_and_the_sidecar_label(chart: Any) -> None:
+    rendered = render(chart, {"grafanaDashboard": {"enabled": True}}, namespace="churn-eu")
+    configmap = rendered["ConfigMap"]
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    (text,) = configmap["data"].values()
+    dashboard = json.loads(text)
+    assert dashboard["uid"] == "churn-churn-eu-churn"
+    defaults = {
+        v["name"]: v.get("current", {}).get("value") for v in dashboard["templating"]["list"]
+    }
+    assert defaults == {
+        "datasource": None,
+        "namespace": "churn-eu",
+        "isvc": "churn",
+        "model": "churn",
+    }
+    assert "__" not in text.replace("__inputs", "").replace("$__", "")  # every placeholder filled
+
+
 # -- bad values fail with a message that names the key
 
 SCHEMA_VIOLATIONS = {
@@ -337,6 +707,25 @@ SCHEMA_VIOLATIONS = {
         "at '/bundle/registryUri'",
     ),
     "bad-quantity": ({"resources": {"requests": {"cpu": "lots"}}}, "at '/resources/requests/cpu'"),
+    "unknown-auth-key": ({"auth": {"issuer": "x"}}, "at '/auth': additional properties 'issuer'"),
+    "tenant-not-a-guid": (
+        {"auth": {"enabled": True, "tenantId": "contoso.onmicrosoft.com"}},
+        "at '/auth/tenantId'",
+    ),
+    "root-user": ({"securityContext": {"runAsUser": 0}}, "at '/securityContext/runAsUser'"),
+    "broker-not-a-name": ({"logger": {"broker": "My Broker"}}, "at '/logger/broker'"),
+    "bad-duration": (
+        {"prometheusRule": {"errorRate": {"for": "ten minutes"}}},
+        "at '/prometheusRule/errorRate/for'",
+    ),
+    "share-above-one": (
+        {"prometheusRule": {"errorRate": {"threshold": 5}}},
+        "at '/prometheusRule/errorRate/threshold'",
+    ),
+    "bad-label-value": (
+        {"grafanaDashboard": {"labels": {"grafana_dashboard": "yes please"}}},
+        "at '/grafanaDashboard/labels/grafana_dashboard'",
+    ),
 }
 
 
@@ -403,6 +792,51 @@ CONFLICTS = {
         {"serviceAccount": {"annotations": {"azure.workload.identity/client-id": CLIENT_ID}}},
         "serviceAccount.annotations holds azure.workload.identity/client-id",
     ),
+    "auth-without-a-tenant": (
+        {"auth": {"enabled": True, "audiences": [AUDIENCE]}},
+        "auth.enabled needs auth.tenantId",
+    ),
+    "auth-without-an-audience": (
+        {"auth": {"enabled": True, "tenantId": TENANT}},
+        "auth.enabled needs auth.audiences: without an audience Istio accepts any token",
+    ),
+    "tenant-while-auth-is-off": (
+        {"auth": {"tenantId": TENANT, "audiences": [AUDIENCE]}},
+        "auth.tenantId or auth.audiences is set but auth.enabled is false",
+    ),
+    "logger-url-and-broker": (
+        {"logger": {"url": "http://churn-drift.churn.svc.cluster.local/events"}},
+        "logger.url (http://churn-drift.churn.svc.cluster.local/events) and logger.broker "
+        "(default) are both set",
+    ),
+    "logger-without-a-target": (
+        {"logger": {"broker": ""}},
+        "logger.enabled with neither logger.broker nor logger.url",
+    ),
+    "logger-outside-the-namespace": (
+        {"logger": {"broker": "", "url": "https://collector.example.com/events"}},
+        "logger.url https://collector.example.com/events points outside namespace churn",
+    ),
+    "two-monitors": (
+        {
+            "metrics": {
+                "prometheusScraping": False,
+                "podMonitor": {"enabled": True},
+                "serviceMonitor": {"enabled": True},
+            }
+        },
+        "metrics.podMonitor.enabled and metrics.serviceMonitor.enabled are both true",
+    ),
+    "annotations-and-a-monitor": (
+        {"metrics": {"podMonitor": {"enabled": True}}},
+        "metrics.prometheusScraping with metrics.podMonitor.enabled or "
+        "metrics.serviceMonitor.enabled: the pods would be scraped twice",
+    ),
+    "network-policy-without-prometheus": (
+        {"networkPolicy": {"prometheus": {"namespace": ""}}},
+        "networkPolicy.enabled with networkPolicy.prometheus.namespace empty while metrics are "
+        "scraped",
+    ),
 }
 
 
@@ -415,12 +849,30 @@ def test_conflicting_settings_fail_at_render_time(
     assert message in str(caught.value)
 
 
+def test_a_canary_on_a_first_install_fails_there_is_no_previous_model(chart: Any) -> None:
+    with pytest.raises(helm.HelmRenderError) as caught:
+        render(chart, VALUE_SETS["canary-25"], upgrade=False)
+    assert (
+        "canary.trafficPercent=25 on a first install: there is no previous model (no "
+        "rolled-out revision) to share the traffic with"
+    ) in str(caught.value)
+    assert "canaryTrafficPercent" not in predictor(render(chart, upgrade=False))
+    assert (
+        predictor(render(chart, VALUE_SETS["canary-25"], upgrade=True))["canaryTrafficPercent"]
+        == 25
+    )
+
+
 def test_each_conflict_is_documented_in_the_readme() -> None:
     readme = (CHART / "README.md").read_text()
     section = readme.split("## Settings that conflict", 1)[1].split("\n## ", 1)[0]
     defaults = chart_defaults()
     leaves = [k for k, v in defaults.items() if not (isinstance(v, dict) and v)]
-    for name, (_, message) in CONFLICTS.items():
+    conflicts = {
+        **CONFLICTS,
+        "canary-on-a-first-install": ({}, "canary.trafficPercent=5 on a first install"),
+    }
+    for name, (_, message) in conflicts.items():
         named = {key for key in leaves if key in message}
         assert named, f"{name}: the message names no values key"
         assert {key for key in named if f"`{key}" not in section} == set(), name
@@ -500,9 +952,10 @@ def _schema_keys(schema: dict[str, Any], prefix: str = "") -> set[str]:
 
 
 def chart_defaults() -> dict[str, Any]:
-    """Every dotted key of values.yaml with its default."""
+    """Every dotted key of values.yaml with its default (a labels map is one value)."""
     flat: dict[str, Any] = _readme_tool().flatten(
-        yaml.safe_load((CHART / "values.yaml").read_text())
+        yaml.safe_load((CHART / "values.yaml").read_text()),
+        schema=json.loads((CHART / "values.schema.json").read_text()),
     )
     return flat
 

@@ -53,6 +53,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
+Labels that select this release's model pods (the predictor): NetworkPolicy, Istio policies,
+monitors.
+*/}}
+{{- define "churn.predictorSelectorLabels" -}}
+{{ include "churn.selectorLabels" . }}
+app.kubernetes.io/component: predictor
+{{- end }}
+
+{{/*
 The ServiceAccount the pods run as.
 */}}
 {{- define "churn.serviceAccountName" -}}
@@ -75,6 +84,73 @@ True (non-empty) when a canary share is set; 0 is a valid share (a rollback).
 */}}
 {{- define "churn.canary" -}}
 {{- if not (kindIs "invalid" .Values.canary.trafficPercent) }}true{{ end }}
+{{- end }}
+
+{{/*
+Where the payload logger posts: the Broker of the release namespace at Knative Eventing's
+broker ingress, or logger.url (checked in churn.validateLogger).
+*/}}
+{{- define "churn.loggerUrl" -}}
+{{- if .Values.logger.url }}
+{{- .Values.logger.url }}
+{{- else }}
+{{- printf "http://broker-ingress.%s.svc.cluster.local/%s/%s" .Values.cluster.eventingNamespace .Release.Namespace .Values.logger.broker }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Entra ID issuer of the tenant's v2.0 tokens, and its signing keys.
+*/}}
+{{- define "churn.issuer" -}}
+{{- printf "https://login.microsoftonline.com/%s/v2.0" .Values.auth.tenantId }}
+{{- end }}
+
+{{- define "churn.jwksUri" -}}
+{{- printf "https://login.microsoftonline.com/%s/discovery/v2.0/keys" .Values.auth.tenantId }}
+{{- end }}
+
+{{/*
+The `for` of the sustained-drift alert, in minutes: the flag must stay 1 from the first
+flagged window through the Nth, that is (N - 1) windows and half of the Nth (a flag that
+drops at the Nth window's verdict resets it).
+*/}}
+{{- define "churn.driftFor" -}}
+{{- $w := int .Values.prometheusRule.drift.windowMinutes }}
+{{- printf "%dm" (add (mul (sub (int .Values.prometheusRule.drift.windows) 1) $w) (div $w 2)) }}
+{{- end }}
+
+{{/*
+The payload logger posts every customer's attributes: only inside the release namespace.
+Accepted: a Broker of the namespace at the broker ingress, a Service of the namespace
+(<svc>.<ns>[.svc[.cluster.local]]), or a bare Service name (resolved in the pod's namespace).
+*/}}
+{{- define "churn.validateLogger" -}}
+{{- $l := .Values.logger }}
+{{- $ns := .Release.Namespace }}
+{{- if $l.enabled }}
+{{- if and $l.url $l.broker }}
+{{- fail (printf "logger.url (%s) and logger.broker (%s) are both set: the logger posts to one place; set logger.broker to \"\" to post to the URL" $l.url $l.broker) }}
+{{- end }}
+{{- if not (or $l.url $l.broker) }}
+{{- fail "logger.enabled with neither logger.broker nor logger.url: name the Broker of the release namespace that receives the CloudEvents, or disable the logger" }}
+{{- end }}
+{{- if $l.url }}
+{{- $u := urlParse $l.url }}
+{{- $hostname := regexReplaceAll ":[0-9]+$" $u.host "" }}
+{{- $inNamespace := false }}
+{{- $ingress := printf "^broker-ingress\\.%s(\\.svc(\\.cluster\\.local)?)?$" .Values.cluster.eventingNamespace }}
+{{- if regexMatch $ingress $hostname }}
+{{- $inNamespace = regexMatch (printf "^/%s/[a-z0-9]([-a-z0-9]*[a-z0-9])?/?$" $ns) $u.path }}
+{{- else if regexMatch (printf "^[a-z0-9]([-a-z0-9]*[a-z0-9])?\\.%s(\\.svc(\\.cluster\\.local)?)?$" $ns) $hostname }}
+{{- $inNamespace = true }}
+{{- else if regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $hostname }}
+{{- $inNamespace = true }}
+{{- end }}
+{{- if not $inNamespace }}
+{{- fail (printf "logger.url %s points outside namespace %s: the CloudEvents carry every customer's attributes and must stay in the namespace; use a Broker of the namespace (logger.broker, or http://broker-ingress.%s.svc.cluster.local/%s/<broker>) or a Service of it (http://<service>.%s.svc.cluster.local/...)" $l.url $ns .Values.cluster.eventingNamespace $ns $ns) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -124,5 +200,30 @@ Settings that conflict fail here, each with the keys involved and what to do
 {{- end }}
 {{- if and $wi.clientId (not $sa.create) }}
 {{- fail (printf "serviceAccount.workloadIdentity.clientId is set but serviceAccount.create is false: this chart cannot annotate ServiceAccount %q; put azure.workload.identity/client-id on it yourself and leave clientId empty" $sa.name) }}
+{{- end }}
+{{- if and (include "churn.canary" .) .Release.IsInstall }}
+{{- fail (printf "canary.trafficPercent=%v on a first install: there is no previous model (no rolled-out revision) to share the traffic with; install without canary.trafficPercent, then upgrade with the new bundle and the share (helm template: add --is-upgrade)" .Values.canary.trafficPercent) }}
+{{- end }}
+{{- include "churn.validateLogger" . }}
+{{- $auth := .Values.auth }}
+{{- if and $auth.enabled (not $auth.tenantId) }}
+{{- fail "auth.enabled needs auth.tenantId: the Entra tenant whose tokens are accepted (issuer https://login.microsoftonline.com/<tenant>/v2.0)" }}
+{{- end }}
+{{- if and $auth.enabled (not $auth.audiences) }}
+{{- fail "auth.enabled needs auth.audiences: without an audience Istio accepts any token of the tenant, whatever application it was issued for; give the client id of the API's app registration" }}
+{{- end }}
+{{- if and (not $auth.enabled) (or $auth.tenantId $auth.audiences) }}
+{{- fail "auth.tenantId or auth.audiences is set but auth.enabled is false: the model would answer without a token; enable auth, or remove them" }}
+{{- end }}
+{{- $m := .Values.metrics }}
+{{- if and $m.podMonitor.enabled $m.serviceMonitor.enabled }}
+{{- fail "metrics.podMonitor.enabled and metrics.serviceMonitor.enabled are both true: Prometheus would scrape every pod twice; choose one" }}
+{{- end }}
+{{- if and $m.prometheusScraping (or $m.podMonitor.enabled $m.serviceMonitor.enabled) }}
+{{- fail "metrics.prometheusScraping with metrics.podMonitor.enabled or metrics.serviceMonitor.enabled: the pods would be scraped twice (annotations and monitor); set metrics.prometheusScraping to false" }}
+{{- end }}
+{{- $np := .Values.networkPolicy }}
+{{- if and $np.enabled (not $np.prometheus.namespace) (or $m.prometheusScraping $m.podMonitor.enabled $m.serviceMonitor.enabled) }}
+{{- fail "networkPolicy.enabled with networkPolicy.prometheus.namespace empty while metrics are scraped (metrics.prometheusScraping, metrics.podMonitor.enabled or metrics.serviceMonitor.enabled): the NetworkPolicy would keep Prometheus out; name its namespace" }}
 {{- end }}
 {{- end }}
