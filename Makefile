@@ -63,8 +63,11 @@ format: install ## Apply ruff's formatter and fixes
 demo: install ## The whole loop locally: train + register (kfp.local, SQLite MLflow), serve, predict
 	scripts/demo.sh
 
-bench: install ## Serving benchmark: churn serve (KServe) beside MLServer 1.7.1 -> bench/results/
+bench: install ## Serving benchmark: churn serve beside MLServer 1.7.1, 3 rounds (~13 min) -> bench/results/
 	.venv/bin/python bench/run.py $(BENCH_ARGS)
+
+bench-quick: install ## Serving benchmark smoke run: 1 round, short load runs (~1-5 min)
+	.venv/bin/python bench/run.py --quick $(BENCH_ARGS)
 
 bench-model: install ## Model-level figures: single-row and batch scoring per kind, in process
 	.venv/bin/python bench/model.py $(BENCH_ARGS)
@@ -78,4 +81,4 @@ manifests: install ## Render manifests/*.yaml from the Helm chart (values in man
 clean: ## Remove local artifacts, runs and caches (not .venv)
 	rm -rf artifacts mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install test test-unit lint lint-workflows format demo bench bench-model compile manifests clean
+.PHONY: help install test test-unit lint lint-workflows format demo bench bench-quick bench-model compile manifests clean

@@ -1,23 +1,28 @@
-"""Serving benchmark: `churn serve` (KServe ModelServer) beside MLServer 1.7.1, in one run.
+"""Serving benchmark: `churn serve` (KServe 0.20) beside Seldon MLServer 1.7.1, in one run.
 
-    make bench                       # or: .venv/bin/python bench/run.py
-    .venv/bin/python bench/run.py --bundle path/to/bundle --skip-mlserver
+    make bench                                   # or: .venv/bin/python bench/run.py
+    .venv/bin/python bench/run.py --quick --skip-mlserver      # a smoke run (~1 min)
+    .venv/bin/python bench/run.py --report bench/results/bench-<time>.json
 
-Measures, for one XGBoost bundle (built here from the real data when
-CHURN_DATA_URI is set, else the synthetic stand-in, unless --bundle names one):
+One XGBoost bundle (fitted here by the training code with model_config.yaml, on
+the real data when CHURN_DATA_URI is set, else the synthetic stand-in; or
+--bundle) is served by:
 
-* the floor: in-process `ChurnModel.predict_proba_columns` on one row;
-* `churn serve`: single-row latency p50/p99 at concurrency 1 over REST and
-  gRPC, throughput at concurrency 8 and 32, a 1,000-row batch, an
-  explanation (v1 `:explain` and the v2 `<name>-explainer`);
-* the same server with KServe's stock v2 REST route (`--kserve-rest`);
-* Seldon MLServer 1.7.1 with its sklearn runtime serving the same fitted
-  pipeline (as an sklearn Pipeline in a joblib file), from its own venv
-  (bench/.mlserver-venv: MLServer pins fastapi<0.116, KServe 0.20 needs 0.165).
+* `churn serve` (our predictor in KServe's ModelServer), also with payload
+  logging on (`--log-url` to bench/receiver.py, when the option exists) and
+  with KServe's stock REST route (`--kserve-rest`);
+* MLServer 1.7.1's sklearn runtime serving the same fitted pipeline (the
+  bundle's objects as an sklearn Pipeline), at its best `parallel_workers`
+  (0, 1 and 2 tried first; best = highest REST c=32 throughput);
+* MLServer 1.7.1 serving a conventional scikit-learn pipeline
+  (ColumnTransformer + XGBClassifier) fitted on the same rows, at its best
+  `parallel_workers` too.
 
-Servers run with OMP_NUM_THREADS=1; the load comes from a separate process
-(bench/loadgen.py, asyncio + aiohttp / grpc.aio). Prints a table and writes
-JSON to bench/results/.
+The servers take turns over --rounds rounds (A, B, C, A, B, C, ...): in each
+round every server is started, checked for parity, measured and stopped, so
+one server runs at a time. Every figure is reported as the median and the
+spread (min-max) over the rounds. Any parity difference fails the run.
+See bench/README.md for what each figure measures.
 """
 
 from __future__ import annotations
@@ -27,11 +32,12 @@ import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,142 +48,91 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path[:0] = [str(REPO), str(BENCH)]
 
-MLSERVER_VENV = BENCH / ".mlserver-venv"
-MLSERVER_PINS = [
-    "mlserver==1.7.1",
-    "mlserver-sklearn==1.7.1",
-    "numpy==1.26.4",
-    "pandas==2.3.3",
-    "scikit-learn==1.9.1",
-    "scipy==1.17.1",
-    "xgboost-cpu==3.2.0",
-    # uvloop 0.22+ raises in asyncio.get_event_loop() without a loop, which MLServer
-    # 1.7.1's inference-pool workers call at start: they die and the server exits
-    "uvloop==0.21.0",
-]
-TARGETS = {
-    "rest_p50_ms": 3.0,
-    "rest_p99_ms": 10.0,
-    "grpc_p50_ms": 2.0,
-    "batch_1000_p50_ms": 20.0,
-    "explain_p50_ms": 10.0,
-    "p50_vs_mlserver_max": 0.25,
-    "c32_vs_mlserver_min": 4.0,
-}
+from payloads import (  # noqa: E402
+    Payloads,
+    grpc_probabilities,
+    grpc_request,
+    rest_probabilities,
+    v2_body,
+)
+from procstat import tree_cpu_seconds, tree_pids  # noqa: E402
+from report import check_targets, ratios, render, summarize  # noqa: E402
+from servers import (  # noqa: E402
+    Server,
+    churn_serve_options,
+    log,
+    start_churn,
+    start_churn_logging,
+    start_mlserver,
+)
+
+# max |served - offline| over the parity customers. churn serve answers FP32
+# (rounding costs <= 3e-8 on a probability); MLServer answers FP64 from the same
+# sklearn/xgboost versions as the offline predict_proba, so it can only be 0 or a bug.
+TOLERANCE = 1e-6
+PARITY_ROWS = 200
+MLSERVER_WORKERS = (0, 1, 2)
+BEST_BY = "rest_c32.throughput_rps"
+
+# the load runs of each kind of server (see measure_run)
+FULL_RUNS = (
+    "rest_c1",
+    "grpc_c1",
+    "rest_c8",
+    "rest_c32",
+    "grpc_c8",
+    "grpc_c32",
+    "rest_batch_1000",
+    "grpc_batch_1000",
+)
+CHURN_RUNS = (*FULL_RUNS, "explain_v1_c1", "explain_v2_c1")
+LOGGING_RUNS = ("rest_c1", "rest_c32", "grpc_c32", "rest_batch_1000")
+ROUTE_RUNS = ("rest_c1", "rest_c32")
+SWEEP_RUNS = ("rest_c1", "rest_c32", "grpc_c32")
 
 
-def log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+class ParityError(RuntimeError):
+    """A server's answers differ from the offline model's."""
 
 
-def free_port() -> int:
-    from tests.fixtures.ports import free_port as _free
+@dataclass(frozen=True)
+class Plan:
+    """How much load each figure gets."""
 
-    return _free()
-
-
-def wait_http(url: str, timeout: float = 90.0, proc: subprocess.Popen[bytes] | None = None) -> None:
-    import requests
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before answering {url}")
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(url)
+    rounds: int = 3
+    seconds: float = 3.5  # per load run
+    sweep_rounds: int = 1
+    sweep_seconds: float = 3.0
+    floor_reps: int = 3000
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+FULL = Plan()
+QUICK = Plan(rounds=1, seconds=1.0, sweep_rounds=1, sweep_seconds=1.0, floor_reps=300)
 
 
-# -- payloads ---------------------------------------------------------------------------
+@dataclass
+class Config:
+    """One server set-up the rounds measure."""
+
+    key: str
+    label: str
+    runs: tuple[str, ...]
+    flavour: str  # request/answer flavour: "churn" or "mlserver" (payloads.py)
+    expected: np.ndarray  # the offline model's probabilities of the parity customers
+    start: Callable[[], tuple[Server, str | None]]  # (server, event receiver URL or None)
+    workers: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
-def v2_body(frame: Any, mlserver: bool = False) -> dict[str, Any]:
-    from churn_model.contract import FEATURE_COLUMNS, Categorical
-
-    inputs = []
-    for col in FEATURE_COLUMNS:
-        values = frame[col.name].tolist()
-        tensor: dict[str, Any]
-        if isinstance(col, Categorical):
-            tensor = {"datatype": "BYTES", "data": values}
-            if mlserver:  # MLServer's pandas codec keeps BYTES as bytes unless told "str"
-                tensor["parameters"] = {"content_type": "str"}
-        elif col.integer:
-            tensor = {"datatype": "INT64", "data": [int(v) for v in values]}
-        else:
-            tensor = {"datatype": "FP64", "data": [None if v != v else float(v) for v in values]}
-        inputs.append({"name": col.name, "shape": [len(values)], **tensor})
-    body: dict[str, Any] = {"parameters": {"content_type": "pd"}, "inputs": inputs}
-    if mlserver:
-        body["outputs"] = [{"name": "predict_proba"}]
-    return body
-
-
-def grpc_request(frame: Any, model: str, mlserver: bool = False) -> bytes:
-    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
-
-    body = v2_body(frame, mlserver=mlserver)
-    req = pb.ModelInferRequest(model_name=model)
-    req.parameters["content_type"].string_param = "pd"
-    for tensor in body["inputs"]:
-        t = req.inputs.add(name=tensor["name"], datatype=tensor["datatype"], shape=tensor["shape"])
-        for key, value in (tensor.get("parameters") or {}).items():
-            t.parameters[key].string_param = value
-        if tensor["datatype"] == "BYTES":
-            t.contents.bytes_contents.extend(v.encode() for v in tensor["data"])
-        elif tensor["datatype"] == "INT64":
-            t.contents.int64_contents.extend(tensor["data"])
-        else:
-            t.contents.fp64_contents.extend(
-                float("nan") if v is None else v for v in tensor["data"]
-            )
-    for out in body.get("outputs", []):
-        req.outputs.add(name=out["name"])
-    return bytes(req.SerializeToString())
-
-
-class Payloads:
-    def __init__(self, workdir: Path, one: Any, batch: Any) -> None:
-        self.dir = workdir
-        self.one, self.batch = one, batch
-
-    def file(self, name: str, data: bytes) -> str:
-        path = self.dir / name
-        path.write_bytes(data)
-        return str(path)
-
-    def rest(self, frame: Any, tag: str, mlserver: bool = False) -> str:
-        return self.file(f"{tag}.json", json.dumps(v2_body(frame, mlserver)).encode())
-
-    def grpc(self, frame: Any, model: str, tag: str, mlserver: bool = False) -> str:
-        return self.file(f"{tag}.pb", grpc_request(frame, model, mlserver))
-
-
-def loadgen(mode: str, target: str, payload: str, **kw: Any) -> dict[str, Any]:
-    cmd = [sys.executable, str(BENCH / "loadgen.py"), mode, target, payload]
-    for key, value in kw.items():
-        cmd += [f"--{key.replace('_', '-')}", str(value)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
-    return dict(json.loads(out.stdout))
+# -- the bundle and the reference pipeline ----------------------------------------------
 
 
 def trained_xgboost_bundle(directory: Path, train: Any) -> Path:
     """An XGBoost bundle fitted by the training code with model_config.yaml (early stopping,
-    monotone constraints), the transform as the features stage fits it."""
+    monotone constraints), the transform as the features stage fits it.
+
+    The one place the benchmark writes a bundle (format 2, `churn_model.bundle.model_files`).
+    """
     import io
 
     from churn_components.registry.package import BACKGROUND, input_schema
@@ -210,6 +165,34 @@ def trained_xgboost_bundle(directory: Path, train: Any) -> Path:
     return write_bundle(directory, files, meta)
 
 
+def sklearn_reference(train: Any, trees: int) -> Any:
+    """The conventional pipeline, with model_config.yaml's tree settings and our tree count."""
+    from churn_sklearn import reference_pipeline
+
+    from churn_core.config import load_config
+
+    config = load_config(REPO / "model_config.yaml")
+    x = config.models.xgboost
+    params = {
+        "max_depth": x.max_depth,
+        "learning_rate": x.learning_rate,
+        "subsample": x.subsample,
+        "colsample_bytree": x.colsample_bytree,
+        "min_child_weight": x.min_child_weight,
+        "reg_lambda": x.reg_lambda,
+        "max_bin": x.max_bin,
+    }
+    return reference_pipeline(train, trees, params, config.split.seed)
+
+
+def _trees(model: Any) -> int | None:
+    booster = getattr(model.estimator, "booster", None)
+    return int(booster.num_boosted_rounds()) if booster is not None else None
+
+
+# -- load -------------------------------------------------------------------------------
+
+
 WRK_LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -227,27 +210,14 @@ def _ms(text: str) -> float:
     raise ValueError(text)
 
 
-def wrk(url: str, body: str, concurrency: int, seconds: float) -> dict[str, Any]:
-    """REST load with wrk (C, one thread): percentiles from its --latency distribution."""
+def _wrk(url: str, body: str, concurrency: int, seconds: float, latency: bool) -> str:
     script = Path(body).with_suffix(".lua")
     script.write_text(WRK_LUA)
-    subprocess.run(  # warm-up
-        ["wrk", "-t1", f"-c{concurrency}", "-d1s", "-s", str(script), url],
-        check=True,
-        capture_output=True,
-        env={**os.environ, "CHURN_BENCH_BODY": body},
-    )
+    # --timeout 30s: a slow answer is latency, not a socket error (wrk's default is 2 s)
+    cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "30s"]
+    cmd += ["-s", str(script)]
     out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{concurrency}",
-            f"-d{max(1, round(seconds))}s",
-            "--latency",
-            "-s",
-            str(script),
-            url,
-        ],
+        [*cmd, *(["--latency"] if latency else []), url],
         check=True,
         capture_output=True,
         text=True,
@@ -255,6 +225,37 @@ def wrk(url: str, body: str, concurrency: int, seconds: float) -> dict[str, Any]
     ).stdout
     if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"wrk saw errors:\n{out}")
+    return out
+
+
+@dataclass
+class Meters:
+    """What a load run bills besides latency: server CPU, receiver CPU and logged events."""
+
+    server_pid: int
+    receiver_pid: int = 0
+    events_url: str = ""
+
+    def loadgen_args(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {"cpu_pid": self.server_pid}
+        if self.events_url:
+            kw |= {"events_url": self.events_url, "receiver_pid": self.receiver_pid}
+        return kw
+
+    def snapshot(self) -> tuple[float, float, int]:
+        from receiver import wait_drained
+
+        events = wait_drained(self.events_url) if self.events_url else 0
+        receiver = tree_cpu_seconds(self.receiver_pid) if self.receiver_pid else 0.0
+        return tree_cpu_seconds(self.server_pid), receiver, events
+
+
+def wrk(url: str, body: str, concurrency: int, seconds: float, meters: Meters) -> dict[str, Any]:
+    """REST load with wrk (C, one thread): percentiles from its --latency distribution."""
+    _wrk(url, body, concurrency, 1, latency=False)  # warm-up
+    before = meters.snapshot()
+    out = _wrk(url, body, concurrency, seconds, latency=True)
+    after = meters.snapshot()
     result: dict[str, Any] = {"client": "wrk"}
     for line in out.splitlines():
         parts = line.split()
@@ -264,24 +265,163 @@ def wrk(url: str, body: str, concurrency: int, seconds: float) -> dict[str, Any]
             result["throughput_rps"] = float(parts[1])
         elif "requests in" in line:
             result["requests"] = int(parts[0])
+    n = result["requests"]
+    result["server_cpu_s"] = after[0] - before[0]
+    result["server_cpu_ms_per_request"] = 1000.0 * (after[0] - before[0]) / n
+    if meters.events_url:
+        result["events"] = after[2] - before[2]
+        result["events_per_request"] = result["events"] / n
+        result["receiver_cpu_ms_per_request"] = 1000.0 * (after[1] - before[1]) / n
     return result
 
 
-def rest_load(url: str, body: str, concurrency: int, args: argparse.Namespace) -> dict[str, Any]:
-    """wrk when installed (apt-get install wrk), else the Python load generator."""
-    if shutil.which("wrk") and not args.python_client:
-        return wrk(url, body, concurrency, args.seconds)
-    if concurrency == 1:
-        res = loadgen("rest", url, body, requests=args.requests, warmup=200)
-    else:
-        res = loadgen("rest", url, body, concurrency=concurrency, seconds=args.seconds, warmup=100)
-    return {**res, "client": "aiohttp"}
+def loadgen(mode: str, target: str, payload: str, meters: Meters, **kw: Any) -> dict[str, Any]:
+    cmd = [sys.executable, str(BENCH / "loadgen.py"), mode, target, payload]
+    for key, value in (kw | meters.loadgen_args()).items():
+        cmd += [f"--{key.replace('_', '-')}", str(value)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+    if out.returncode != 0:
+        raise RuntimeError(f"loadgen {mode} {target} failed:\n{out.stderr[-2000:]}")
+    return {**json.loads(out.stdout), "client": "aiohttp" if mode == "rest" else "grpc.aio"}
+
+
+class Load:
+    """Runs the named load runs against one server."""
+
+    def __init__(self, args: argparse.Namespace, payloads: Payloads) -> None:
+        self.args = args
+        self.payloads = payloads
+        self.use_wrk = bool(shutil.which("wrk")) and not args.python_client
+
+    def rest(self, url: str, body: str, c: int, seconds: float, meters: Meters) -> dict[str, Any]:
+        """wrk when installed (apt-get install wrk), else the Python load generator."""
+        if self.use_wrk:
+            return wrk(url, body, c, seconds, meters)
+        return loadgen("rest", url, body, meters, concurrency=c, seconds=seconds)
+
+    def run(
+        self, name: str, server: Server, flavour: str, meters: Meters, seconds: float
+    ) -> dict[str, Any]:
+        """One named load run; each lasts `seconds` after a warm-up of at most 1 s."""
+        p = self.payloads
+        infer = f"{server.url}/v2/models/churn/infer"
+        timed = {"seconds": seconds}
+        if name == "explain_v1_c1":
+            url = f"{server.url}/v1/models/churn:explain"
+            return loadgen("rest", url, p.explain_v1(), meters, **timed)
+        if name == "explain_v2_c1":
+            url = f"{server.url}/v2/models/churn-explainer/infer"
+            return loadgen("rest", url, p.rest("one", flavour), meters, **timed)
+        kind, _, what = name.partition("_")
+        if what == "batch_1000":
+            if kind == "rest":
+                return loadgen("rest", infer, p.rest("batch", flavour), meters, **timed)
+            return loadgen("grpc", str(server.grpc), p.grpc("batch", flavour), meters, **timed)
+        c = int(what[1:])
+        if kind == "rest":
+            return self.rest(infer, p.rest("one", flavour), c, seconds, meters)
+        pb = p.grpc("one", flavour)
+        return loadgen("grpc", str(server.grpc), pb, meters, concurrency=c, **timed)
+
+
+# -- parity -----------------------------------------------------------------------------
+
+
+def _compare(config: Config, protocol: str, got: np.ndarray) -> float:
+    expected = config.expected
+    diff = np.abs(got - expected)
+    worst = int(np.argmax(diff)) if len(diff) else 0
+    if len(got) != len(expected) or not np.all(np.isfinite(got)) or diff.max() > TOLERANCE:
+        raise ParityError(
+            f"{config.label} over {protocol}: max |served - offline| = {diff.max():.3g} "
+            f"> {TOLERANCE:g} on {len(expected)} held-out customers (customer {worst}: served "
+            f"{got[worst]:.9f}, offline {expected[worst]:.9f}). Figures of a server whose "
+            "answers differ from the model's compare nothing: fix the serving path first."
+        )
+    return float(diff.max())
+
+
+def check_parity(server: Server, config: Config, frame: Any) -> dict[str, float | None]:
+    """max |served - offline| over REST and gRPC; ParityError above TOLERANCE."""
+    import grpc
+    import requests
+    from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pbg
+
+    r = requests.post(
+        f"{server.url}/v2/models/churn/infer", json=v2_body(frame, config.flavour), timeout=60
+    )
+    if r.status_code != 200:
+        raise ParityError(f"{config.label}: REST answered {r.status_code}: {r.text[:300]}")
+    out: dict[str, float | None] = {
+        "rest": _compare(config, "REST", rest_probabilities(r.json(), len(frame), config.flavour))
+    }
+    out["grpc"] = None
+    if server.grpc:
+        with grpc.insecure_channel(server.grpc) as channel:
+            answer = pbg.GRPCInferenceServiceStub(channel).ModelInfer(
+                grpc_request(frame, "churn", config.flavour), timeout=60
+            )
+        got = grpc_probabilities(answer, len(frame), config.flavour)
+        out["grpc"] = _compare(config, "gRPC", got)
+    return out
+
+
+# -- rounds -----------------------------------------------------------------------------
+
+
+def measure_config(
+    config: Config, load: Load, frame: Any, seconds: float, parity: dict[str, Any]
+) -> tuple[dict[str, Any], int]:
+    """Start, check parity, run the load runs, stop: ({run: result}, processes in the tree)."""
+    server, events_url = config.start()
+    try:
+        got = check_parity(server, config, frame)
+        seen = parity.setdefault(config.key, {"rest": 0.0, "grpc": None, "checks": 0})
+        seen["rest"] = max(seen["rest"], got["rest"] or 0.0)
+        if got["grpc"] is not None:
+            seen["grpc"] = max(seen["grpc"] or 0.0, got["grpc"])
+        seen["checks"] += 1
+        processes = len(tree_pids(server.pid))
+        receiver_pid = server.extra[0].pid if server.extra else 0
+        meters = Meters(server.pid, receiver_pid, events_url or "")
+        runs = {}
+        for name in config.runs:
+            log(f"  {config.label}: {name}")
+            runs[name] = load.run(name, server, config.flavour, meters, seconds)
+        return runs, processes
+    finally:
+        server.stop()
+
+
+def run_rounds(
+    configs: list[Config],
+    rounds: int,
+    load: Load,
+    frame: Any,
+    seconds: float,
+    parity: dict[str, Any],
+    title: str,
+) -> dict[str, dict[str, Any]]:
+    """A, B, C, A, B, C, ...: each config once per round, restarted each time."""
+    out: dict[str, dict[str, Any]] = {
+        c.key: {"label": c.label, "workers": c.workers, **c.meta, "rounds": [], "processes": []}
+        for c in configs
+    }
+    for r in range(rounds):
+        for config in configs:
+            log(f"{title} {r + 1}/{rounds}: {config.label}")
+            runs, processes = measure_config(config, load, frame, seconds, parity)
+            out[config.key]["rounds"].append(runs)
+            out[config.key]["processes"].append(processes)
+    for entry in out.values():
+        entry["summary"] = summarize(entry["rounds"])
+    return out
 
 
 # -- the floor --------------------------------------------------------------------------
 
 
-def floor(bundle: Path, one: Any, batch: Any, n: int = 3000) -> dict[str, Any]:
+def floor(bundle: Path, one: Any, batch: Any, n: int) -> dict[str, Any]:
     from churn_inference.loading import open_bundle
     from churn_model.contract import FEATURE_NAMES
 
@@ -319,323 +459,74 @@ def floor(bundle: Path, one: Any, batch: Any, n: int = 3000) -> dict[str, Any]:
         "estimator_1_row": timeit(lambda: model.estimator.score(X), n),
         "predict_proba_dataframe_1_row": timeit(lambda: model.predict_proba(one), n // 3),
         "predict_proba_columns_1000_rows": timeit(
-            lambda: model.predict_proba_columns(batch_cols), 100
+            lambda: model.predict_proba_columns(batch_cols), max(20, n // 30)
         ),
         "explain_1_row": timeit(lambda: served.explainer.explain_columns(one_cols), n // 3),
     }
 
 
-# -- servers ----------------------------------------------------------------------------
+# -- main -------------------------------------------------------------------------------
 
 
-def server_env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def start_churn(bundle: Path, workdir: Path, extra: list[str]) -> tuple[Any, str, str]:
-    http, grpc_port = free_port(), free_port()
-    log_file = open(workdir / f"churn-serve-{http}.log", "wb")  # noqa: SIM115
-    cmd = [sys.executable, "-m", "churn_inference", "--model-uri", str(bundle)]
-    cmd += ["--http-port", str(http), "--grpc-port", str(grpc_port), *extra]
-    proc = subprocess.Popen(
-        cmd, stdout=log_file, stderr=subprocess.STDOUT, env=server_env(), cwd=REPO
-    )
-    url = f"http://127.0.0.1:{http}"
-    wait_http(f"{url}/v2/models/churn/ready", proc=proc)
-    return proc, url, f"127.0.0.1:{grpc_port}"
-
-
-def ensure_mlserver_venv() -> Path:
-    exe = MLSERVER_VENV / "bin" / "mlserver"
-    if exe.exists():
-        return exe
-    log(f"creating {MLSERVER_VENV} with {' '.join(MLSERVER_PINS)} (once)")
-    subprocess.run([sys.executable, "-m", "venv", str(MLSERVER_VENV)], check=True)
-    pip = [str(MLSERVER_VENV / "bin" / "python"), "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, "pip>=24"], check=True)
-    subprocess.run([*pip, *MLSERVER_PINS], check=True)
-    return exe
-
-
-def start_mlserver(bundle: Path, workdir: Path) -> tuple[Any, str, str]:
-    import joblib
-    from churn_sklearn import pipeline_of
-
-    from churn_model.bundle import load_model
-
-    exe = ensure_mlserver_venv()
-    model, _ = load_model(bundle)
-    root = workdir / "mlserver"
-    model_dir = root / "churn"
-    model_dir.mkdir(parents=True, exist_ok=True)
-    joblib.dump(pipeline_of(model), model_dir / "model.joblib")
-    (model_dir / "model-settings.json").write_text(
-        json.dumps(
-            {
-                "name": "churn",
-                "implementation": "mlserver_sklearn.SKLearnModel",
-                "parameters": {"uri": "./model.joblib", "version": "v1"},
-            }
-        )
-    )
-    http, grpc_port, metrics = free_port(), free_port(), free_port()
-    (root / "settings.json").write_text(
-        json.dumps(
-            {
-                "host": "127.0.0.1",
-                "http_port": http,
-                "grpc_port": grpc_port,
-                "metrics_port": metrics,
-                "debug": False,
-            }
-        )
-    )
-    # the pickled pipeline needs churn_components / churn_core and churn_sklearn importable
-    pkgs = root / "pythonpath"
-    pkgs.mkdir(exist_ok=True)
-    for name, folder in (("churn_components", "components"), ("churn_core", "core")):
-        link = pkgs / name
-        if not link.exists():
-            link.symlink_to(REPO / folder)
-    shutil.copy(BENCH / "churn_sklearn.py", pkgs / "churn_sklearn.py")
-    env = {**server_env(), "PYTHONPATH": str(pkgs)}
-    log_file = open(workdir / "mlserver.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [str(exe), "start", str(root)], stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=root
-    )
-    url = f"http://127.0.0.1:{http}"
-    wait_http(f"{url}/v2/models/churn/ready", timeout=120, proc=proc)
-    return proc, url, f"127.0.0.1:{grpc_port}"
-
-
-# -- measurements -----------------------------------------------------------------------
-
-
-def measure_server(
-    name: str,
-    url: str,
-    grpc_target: str | None,
-    payloads: Payloads,
-    args: argparse.Namespace,
-    mlserver: bool = False,
-    explain: bool = False,
-    batch: bool = True,
-) -> dict[str, Any]:
-    infer = f"{url}/v2/models/churn/infer"
-    one = payloads.rest(payloads.one, f"{name}-one", mlserver)
-    out: dict[str, Any] = {}
-    log(f"{name}: REST single row, concurrency 1")
-    out["rest_c1"] = rest_load(infer, one, 1, args)
-    if grpc_target:
-        log(f"{name}: gRPC single row, concurrency 1")
-        pb = payloads.grpc(payloads.one, "churn", f"{name}-one", mlserver)
-        out["grpc_c1"] = loadgen("grpc", grpc_target, pb, requests=args.requests, warmup=200)
-    for c in (8, 32):
-        log(f"{name}: REST throughput, concurrency {c}")
-        out[f"rest_c{c}"] = rest_load(infer, one, c, args)
-        if grpc_target and not mlserver:
-            log(f"{name}: gRPC throughput, concurrency {c}")
-            pb = payloads.grpc(payloads.one, "churn", f"{name}-one", mlserver)
-            out[f"grpc_c{c}"] = loadgen(
-                "grpc", grpc_target, pb, concurrency=c, seconds=args.seconds, warmup=100
-            )
-    if batch:
-        log(f"{name}: 1,000-row batch")
-        many = payloads.rest(payloads.batch, f"{name}-batch", mlserver)
-        out["rest_batch_1000"] = loadgen(
-            "rest", infer, many, requests=args.batch_requests, warmup=5
-        )
-        if grpc_target:
-            pb = payloads.grpc(payloads.batch, "churn", f"{name}-batch", mlserver)
-            out["grpc_batch_1000"] = loadgen(
-                "grpc", grpc_target, pb, requests=args.batch_requests, warmup=5
-            )
-    if explain:
-        log(f"{name}: explanations")
-        from tests.fixtures.model_server import instances
-
-        v1 = payloads.file(
-            "explain-v1.json", json.dumps({"instances": instances(payloads.one)}).encode()
-        )
-        out["explain_v1_c1"] = loadgen(
-            "rest", f"{url}/v1/models/churn:explain", v1, requests=args.requests // 2, warmup=100
-        )
-        out["explain_v2_c1"] = loadgen(
-            "rest",
-            f"{url}/v2/models/churn-explainer/infer",
-            one,
-            requests=args.requests // 2,
-            warmup=100,
-        )
-    return out
-
-
-def parity(url: str, frame: Any, expected: np.ndarray, mlserver: bool) -> float:
-    import requests
-
-    r = requests.post(f"{url}/v2/models/churn/infer", json=v2_body(frame, mlserver), timeout=60)
-    r.raise_for_status()
-    data = np.asarray(r.json()["outputs"][0]["data"], dtype=np.float64)
-    got = data.reshape(len(frame), -1)[:, -1]
-    return float(np.abs(got - expected).max())
-
-
-# -- report -----------------------------------------------------------------------------
-
-
-def table(results: dict[str, Any]) -> str:
-    rows = []
-
-    def add(label: str, value: float | None, unit: str, target: str = "") -> None:
-        shown = "-" if value is None else f"{value:.2f}"
-        rows.append(f"{label:<58} {shown:>10} {unit:<6} {target}")
-
-    floor_ = results["floor"]
-    add(
-        "in-process predict_proba_columns, 1 row p50 (floor)",
-        floor_["predict_proba_columns_1_row"]["p50_ms"],
-        "ms",
-    )
-    add("  of which transform_columns p50", floor_["transform_columns_1_row"]["p50_ms"], "ms")
-    add("  of which estimator p50", floor_["estimator_1_row"]["p50_ms"], "ms")
-    if "booster_inplace_predict_1_row" in floor_:
-        add(
-            "  (the booster's own inplace_predict, 1 row p50)",
-            floor_["booster_inplace_predict_1_row"]["p50_ms"],
-            "ms",
-        )
-    add(
-        "in-process predict_proba(DataFrame), 1 row p50",
-        floor_["predict_proba_dataframe_1_row"]["p50_ms"],
-        "ms",
-    )
-    add("in-process 1,000 rows p50", floor_["predict_proba_columns_1000_rows"]["p50_ms"], "ms")
-    add("in-process explanation, 1 row p50", floor_["explain_1_row"]["p50_ms"], "ms")
-    for key, label in (
-        ("churn", "churn serve (KServe)"),
-        ("churn_kserve_route", "churn serve, KServe's stock REST route"),
-        ("mlserver", "MLServer 1.7.1 sklearn"),
-    ):
-        r = results.get(key)
-        if not r:
-            continue
-        add(
-            f"{label}: REST 1 row p50 (c=1)",
-            r["rest_c1"]["p50_ms"],
-            "ms",
-            "<= 3" if key == "churn" else "",
-        )
-        add(
-            f"{label}: REST 1 row p99 (c=1)",
-            r["rest_c1"]["p99_ms"],
-            "ms",
-            "<= 10" if key == "churn" else "",
-        )
-        if "grpc_c1" in r:
-            add(
-                f"{label}: gRPC 1 row p50 (c=1)",
-                r["grpc_c1"]["p50_ms"],
-                "ms",
-                "<= 2" if key == "churn" else "",
-            )
-            add(f"{label}: gRPC 1 row p99 (c=1)", r["grpc_c1"]["p99_ms"], "ms")
-        for c in (8, 32):
-            if f"rest_c{c}" in r:
-                add(f"{label}: REST throughput c={c}", r[f"rest_c{c}"]["throughput_rps"], "req/s")
-                add(f"{label}: REST p50 at c={c}", r[f"rest_c{c}"]["p50_ms"], "ms")
-            if f"grpc_c{c}" in r:
-                add(f"{label}: gRPC throughput c={c}", r[f"grpc_c{c}"]["throughput_rps"], "req/s")
-        if "rest_batch_1000" in r:
-            add(
-                f"{label}: REST 1,000-row batch p50",
-                r["rest_batch_1000"]["p50_ms"],
-                "ms",
-                "<= 20" if key == "churn" else "",
-            )
-        if "grpc_batch_1000" in r:
-            add(f"{label}: gRPC 1,000-row batch p50", r["grpc_batch_1000"]["p50_ms"], "ms")
-        if "explain_v1_c1" in r:
-            add(
-                f"{label}: XGBoost explanation v1 :explain p50",
-                r["explain_v1_c1"]["p50_ms"],
-                "ms",
-                "<= 10",
-            )
-            add(
-                f"{label}: XGBoost explanation v2 explainer p50", r["explain_v2_c1"]["p50_ms"], "ms"
-            )
-    for key, value in results.get("ratios", {}).items():
-        add(key, value, "x")
-    for key, value in results.get("parity_max_abs_diff", {}).items():
-        rows.append(f"{'parity max |served - offline| ' + key:<58} {value:>10.2e}")
-    return "\n".join(rows)
-
-
-def check_targets(results: dict[str, Any]) -> dict[str, bool]:
-    churn, ml = results["churn"], results.get("mlserver")
-    checks = {
-        "REST p50 <= 3 ms": churn["rest_c1"]["p50_ms"] <= TARGETS["rest_p50_ms"],
-        "REST p99 <= 10 ms": churn["rest_c1"]["p99_ms"] <= TARGETS["rest_p99_ms"],
-        "gRPC p50 <= 2 ms": churn["grpc_c1"]["p50_ms"] <= TARGETS["grpc_p50_ms"],
-        "1,000 rows <= 20 ms": churn["rest_batch_1000"]["p50_ms"] <= TARGETS["batch_1000_p50_ms"],
-        "XGBoost explanation p50 <= 10 ms": churn["explain_v1_c1"]["p50_ms"]
-        <= TARGETS["explain_p50_ms"],
-    }
-    if ml:
-        ratios = results["ratios"]
-        checks["REST p50 <= 1/4 of MLServer's"] = (
-            ratios["REST p50 churn / MLServer"] <= TARGETS["p50_vs_mlserver_max"]
-        )
-        checks["c=32 throughput >= 4x MLServer's"] = (
-            ratios["REST c=32 throughput churn / MLServer"] >= TARGETS["c32_vs_mlserver_min"]
-        )
-    return checks
-
-
-def _trees(model: Any) -> int | None:
-    booster = getattr(model.estimator, "booster", None)
-    return int(booster.num_boosted_rounds()) if booster is not None else None
-
-
-def report(results: dict[str, Any], out: Path) -> None:
-    b = results["bundle"]
-    trees = f", {b['trees']} trees" if b.get("trees") else ""
-    print(f"bundle: {b['kind']}{trees}, fitted on {b['data']} data; servers OMP_NUM_THREADS=1")
-    client = results.get("churn", {}).get("rest_c1", {}).get("client", "aiohttp")
-    print(f"load: REST c=1/8/32 from {client}; gRPC, batches, explanations from Python asyncio")
-    print(table(results))
-    print()
-    for name, ok in results["targets"].items():
-        print(f"  {'PASS' if ok else 'FAIL'}  {name}")
-    print(f"\nresults: {out}")
-
-
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--bundle", type=Path, help="an XGBoost bundle (default: build one)")
+    parser.add_argument("--bundle", type=Path, help="an XGBoost bundle (default: fit one)")
     parser.add_argument(
         "--fixture-bundle",
         action="store_true",
         help="use the tests' small fixture XGBoost (120 depth-3 trees) instead of a trained one",
     )
-    parser.add_argument("--requests", type=int, default=2000, help="requests per c=1 latency run")
-    parser.add_argument("--batch-requests", type=int, default=40)
-    parser.add_argument("--seconds", type=float, default=6.0, help="seconds per throughput run")
-    parser.add_argument("--skip-mlserver", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 1 round, short runs")
+    parser.add_argument("--rounds", type=int, help=f"rounds (default {FULL.rounds})")
+    parser.add_argument("--seconds", type=float, help=f"seconds per load run ({FULL.seconds})")
+    parser.add_argument("--sweep-rounds", type=int, help="passes of the MLServer workers sweep")
+    parser.add_argument(
+        "--mlserver-workers",
+        default=",".join(map(str, MLSERVER_WORKERS)),
+        help="parallel_workers values to try (default 0,1,2; one value: no sweep)",
+    )
+    parser.add_argument("--skip-mlserver", action="store_true", help="churn serve only")
+    parser.add_argument("--skip-sklearn", action="store_true", help="no sklearn reference")
+    parser.add_argument("--skip-logging", action="store_true", help="no payload-logging figures")
+    parser.add_argument("--skip-kserve-route", action="store_true")
     parser.add_argument(
         "--python-client", action="store_true", help="REST load from aiohttp even if wrk exists"
     )
-    parser.add_argument("--skip-kserve-route", action="store_true")
     parser.add_argument("--out", type=Path, default=BENCH / "results")
     parser.add_argument("--report", type=Path, help="print the table of an earlier results file")
-    args = parser.parse_args()
-    if args.report:
-        report(json.loads(args.report.read_text()), args.report)
-        return 0
-    os.environ["OMP_NUM_THREADS"] = "1"
+    # shifts the offline answer of one parity customer: the run must fail (tests use it)
+    parser.add_argument("--inject-parity-error", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
 
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    plan = QUICK if args.quick else FULL
+    overrides = {
+        k: getattr(args, k)
+        for k in ("rounds", "seconds", "sweep_rounds")
+        if getattr(args, k) is not None
+    }
+    return replace(plan, **overrides)
+
+
+@dataclass
+class Setup:
+    """Everything the rounds share: data, the bundle, the pipelines, the payloads."""
+
+    work: Path
+    bundle: Path
+    model: Any
+    meta: dict[str, Any]
+    train: Any
+    check_rows: Any
+    payloads: Payloads
+    data: str
+
+
+def prepare(args: argparse.Namespace) -> Setup:
+    from churn_model.bundle import load_model
     from tests.fixtures.bundles import build_bundle, customers, split
     from tests.fixtures.data import real_csv_path
 
@@ -648,70 +539,273 @@ def main() -> int:
     else:
         log("fitting an XGBoost bundle with the training code and model_config.yaml")
         bundle = trained_xgboost_bundle(work / "bundle", train)
-    one, batch = (
-        held_out.iloc[[0]],
-        held_out.sample(1000, replace=len(held_out) < 1000, random_state=0),
-    )
-    payloads = Payloads(work, one, batch)
-    from churn_model.bundle import load_model
-
     model, meta = load_model(bundle)
-    check_rows = held_out.iloc[:200]
-    expected = model.predict_proba(check_rows)
+    one = held_out.iloc[[0]]
+    batch = held_out.sample(1000, replace=len(held_out) < 1000, random_state=0)
+    return Setup(
+        work=work,
+        bundle=bundle,
+        model=model,
+        meta=meta,
+        train=train,
+        check_rows=held_out.iloc[:PARITY_ROWS],
+        payloads=Payloads(work, one, batch),
+        data="real" if real_csv_path() else "synthetic",
+    )
+
+
+def offline(values: np.ndarray, inject: bool) -> np.ndarray:
+    out = np.asarray(values, dtype=np.float64).copy()
+    if inject:
+        out[0] += 1e-3
+    return out
+
+
+def logging_available() -> bool:
+    return "--log-url" in churn_serve_options()
+
+
+def churn_configs(
+    args: argparse.Namespace, s: Setup, notes: list[str]
+) -> tuple[list[Config], dict[str, str]]:
+    """churn serve; with payload logging when `--log-url` exists; with KServe's REST route."""
+    expected = offline(s.model.predict_proba(s.check_rows), args.inject_parity_error)
+    skipped: dict[str, str] = {}
+    configs = [
+        Config(
+            "churn",
+            "churn serve",
+            CHURN_RUNS,
+            "churn",
+            expected,
+            lambda: (start_churn("churn", s.bundle, s.work, []), None),
+        )
+    ]
+    if args.skip_logging:
+        skipped["churn_logging"] = "--skip-logging"
+    elif not logging_available():
+        skipped["churn_logging"] = "`churn serve --help` lists no --log-url yet"
+        notes.append(
+            "payload logging on: skipped: `churn serve --help` lists no --log-url option yet "
+            "(the figures appear once churn serve has it)"
+        )
+    else:
+        configs.append(
+            Config(
+                "churn_logging",
+                "churn serve, payload logging on",
+                LOGGING_RUNS,
+                "churn",
+                expected,
+                lambda: start_churn_logging("churn-logging", s.bundle, s.work),
+            )
+        )
+    if not args.skip_kserve_route:
+        configs.append(
+            Config(
+                "churn_kserve_route",
+                "churn serve --kserve-rest",
+                ROUTE_RUNS,
+                "churn",
+                expected,
+                lambda: (
+                    start_churn("kserve-route", s.bundle, s.work, ["--kserve-rest", "--no-grpc"]),
+                    None,
+                ),
+            )
+        )
+    return configs, skipped
+
+
+def mlserver_pipelines(args: argparse.Namespace, s: Setup) -> dict[str, dict[str, Any]]:
+    """{key: {label, joblib, expected}} for the two MLServer pipelines."""
+    import joblib
+    from churn_sklearn import pipeline_of
+
+    ours = s.work / "churn-pipeline.joblib"
+    joblib.dump(pipeline_of(s.model), ours)
+    pipelines = {
+        "mlserver": {
+            "label": "MLServer, churn pipeline",
+            "joblib": ours,
+            "expected": offline(s.model.predict_proba(s.check_rows), args.inject_parity_error),
+            "parity_reference": "the bundle's ChurnModel.predict_proba (as churn serve)",
+        }
+    }
+    if not args.skip_sklearn:
+        log("fitting the sklearn reference: ColumnTransformer + XGBClassifier")
+        trees = _trees(s.model) or 100
+        reference = sklearn_reference(s.train, trees)
+        path = s.work / "sklearn-pipeline.joblib"
+        joblib.dump(reference, path)
+        proba = reference.predict_proba(s.check_rows)[:, 1]
+        pipelines["mlserver_sklearn"] = {
+            "label": "MLServer, sklearn pipeline",
+            "joblib": path,
+            "expected": offline(proba, args.inject_parity_error),
+            "parity_reference": "its own offline predict_proba",
+            "trees": trees,
+        }
+    return pipelines
+
+
+def mlserver_config(
+    key: str, pipe: dict[str, Any], workers: int, work: Path, runs: tuple[str, ...]
+) -> Config:
+    name = f"{key}-w{workers}"
+    return Config(
+        key,
+        f"{pipe['label']} (workers={workers})",
+        runs,
+        "mlserver",
+        pipe["expected"],
+        lambda: (start_mlserver(name, pipe["joblib"], work, workers), None),
+        workers=workers,
+        meta={"parity_reference": pipe["parity_reference"]},
+    )
+
+
+def sweep(
+    pipelines: dict[str, dict[str, Any]],
+    workers: list[int],
+    plan: Plan,
+    load: Load,
+    s: Setup,
+    parity: dict[str, Any],
+) -> dict[str, Any]:
+    """Each pipeline at each parallel_workers value, alternating; the best by BEST_BY."""
+    configs = []
+    for key, pipe in pipelines.items():
+        for w in workers:
+            config = mlserver_config(key, pipe, w, s.work, SWEEP_RUNS)
+            configs.append(replace(config, key=f"{key}@{w}"))
+    measured = run_rounds(
+        configs, plan.sweep_rounds, load, s.check_rows, plan.sweep_seconds, parity, "sweep"
+    )
+    out: dict[str, Any] = {
+        "criterion": f"highest median {BEST_BY}",
+        "rounds": plan.sweep_rounds,
+        "seconds": plan.sweep_seconds,
+        "pipelines": {},
+        "best": {},
+    }
+    for key in pipelines:
+        entries = {}
+        for w in workers:
+            entry = measured[f"{key}@{w}"]
+            entries[str(w)] = {
+                "summary": entry["summary"],
+                "rounds": entry["rounds"],
+                "processes": max(entry["processes"]),
+            }
+        out["pipelines"][key] = entries
+        out["best"][key] = max(workers, key=lambda w: entries[str(w)]["summary"][BEST_BY]["median"])
+    # the sweep's parity checks count for the pipeline
+    for key in pipelines:
+        for w in workers:
+            seen = parity.pop(f"{key}@{w}", None)
+            if seen:
+                mine = parity.setdefault(key, {"rest": 0.0, "grpc": None, "checks": 0})
+                mine["rest"] = max(mine["rest"], seen["rest"])
+                if seen["grpc"] is not None:
+                    mine["grpc"] = max(mine["grpc"] or 0.0, seen["grpc"])
+                mine["checks"] += seen["checks"]
+    return out
+
+
+def run(args: argparse.Namespace, plan: Plan) -> tuple[dict[str, Any], Path]:
+    load_start = os.getloadavg()
+    s = prepare(args)
+    try:
+        return measure_all(args, plan, s, load_start)
+    finally:
+        shutil.rmtree(s.work, ignore_errors=True)
+
+
+def measure_all(
+    args: argparse.Namespace, plan: Plan, s: Setup, load_start: tuple[float, float, float]
+) -> tuple[dict[str, Any], Path]:
+    """The floor, the MLServer sweep, the rounds; the results written to args.out."""
+    load = Load(args, s.payloads)
+    notes: list[str] = []
+    if not load.use_wrk:
+        notes.append("REST load from aiohttp (wrk not installed: apt-get install wrk)")
     results: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "bundle": {
-            "path": str(bundle),
-            "kind": meta.get("kind"),
-            "trees": _trees(model),
-            "data": "real" if real_csv_path() else "synthetic",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_start": list(load_start),
         },
-        "settings": vars(args)
-        | {"bundle": str(args.bundle) if args.bundle else None, "out": str(args.out)},
-        "parity_max_abs_diff": {},
+        "bundle": {
+            "path": str(s.bundle),
+            "kind": s.meta.get("kind"),
+            "trees": _trees(s.model),
+            "data": s.data,
+        },
+        "plan": vars(plan),
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "rest_client": "wrk" if load.use_wrk else "aiohttp",
+        "tolerance": TOLERANCE,
+        "parity_rows": PARITY_ROWS,
+        "method": {
+            "rounds": plan.rounds,
+            "how": "servers take turns (A, B, C, A, B, C, ...); each is started, checked for "
+            "parity, measured and stopped in every round, one server up at a time",
+        },
     }
     log("in-process floor")
-    results["floor"] = floor(bundle, one, batch)
+    results["floor"] = floor(s.bundle, s.payloads.one, s.payloads.batch, plan.floor_reps)
 
-    proc, url, grpc_target = start_churn(bundle, work, [])
-    try:
-        results["parity_max_abs_diff"]["churn serve"] = parity(url, check_rows, expected, False)
-        results["churn"] = measure_server("churn", url, grpc_target, payloads, args, explain=True)
-    finally:
-        stop(proc)
-    if not args.skip_kserve_route:
-        proc, url, _ = start_churn(bundle, work, ["--kserve-rest", "--no-grpc"])
-        try:
-            results["churn_kserve_route"] = measure_server(
-                "kserve-route", url, None, payloads, args, batch=False
-            )
-        finally:
-            stop(proc)
-    if not args.skip_mlserver:
-        proc, url, grpc_target = start_mlserver(bundle, work)
-        try:
-            results["parity_max_abs_diff"]["MLServer"] = parity(url, check_rows, expected, True)
-            results["mlserver"] = measure_server(
-                "mlserver", url, grpc_target, payloads, args, mlserver=True
-            )
-        finally:
-            stop(proc)
-        churn, ml = results["churn"], results["mlserver"]
-        results["ratios"] = {
-            "REST p50 churn / MLServer": churn["rest_c1"]["p50_ms"] / ml["rest_c1"]["p50_ms"],
-            "gRPC p50 churn / MLServer": churn["grpc_c1"]["p50_ms"] / ml["grpc_c1"]["p50_ms"],
-            "REST c=8 throughput churn / MLServer": churn["rest_c8"]["throughput_rps"]
-            / ml["rest_c8"]["throughput_rps"],
-            "REST c=32 throughput churn / MLServer": churn["rest_c32"]["throughput_rps"]
-            / ml["rest_c32"]["throughput_rps"],
-        }
+    parity: dict[str, Any] = {}
+    configs, skipped = churn_configs(args, s, notes)
+    if args.skip_mlserver:
+        skipped |= {"mlserver": "--skip-mlserver", "mlserver_sklearn": "--skip-mlserver"}
+    else:
+        pipelines = mlserver_pipelines(args, s)
+        workers = [int(w) for w in str(args.mlserver_workers).split(",")]
+        if len(workers) > 1:
+            results["mlserver_sweep"] = sweep(pipelines, workers, plan, load, s, parity)
+            best = results["mlserver_sweep"]["best"]
+        else:
+            best = {key: workers[0] for key in pipelines}
+        for key, pipe in pipelines.items():
+            configs.append(mlserver_config(key, pipe, best[key], s.work, FULL_RUNS))
+        if args.skip_sklearn:
+            skipped["mlserver_sklearn"] = "--skip-sklearn"
+    results["order"] = [c.key for c in configs]
+    results["skipped"] = skipped
+    results["servers"] = run_rounds(
+        configs, plan.rounds, load, s.check_rows, plan.seconds, parity, "round"
+    )
+    for key, p in parity.items():
+        ref = results["servers"].get(key, {}).get("parity_reference", "the bundle's offline model")
+        p["reference"] = ref
+    results["parity"] = parity
+    results["parity_failures"] = 0  # any failure ends the run with ParityError
+    results["ratios"] = ratios(results)
     results["targets"] = check_targets(results)
+    results["notes"] = notes
+    results["machine"]["load_average_end"] = list(os.getloadavg())
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"bench-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.write_text(json.dumps(results, indent=2, default=str))
-    report(results, out)
-    shutil.rmtree(work, ignore_errors=True)
+    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return results, out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.report:
+        print(render(json.loads(args.report.read_text()), args.report))
+        return 0
+    plan = make_plan(args)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        results, out = run(args, plan)
+    except ParityError as err:
+        print(f"bench: PARITY FAILURE: {err}", file=sys.stderr)
+        return 1
+    print(render(results, out))
     return 0
 
 
