@@ -69,10 +69,13 @@ bench: install ## Serving benchmark: churn serve (KServe) beside MLServer 1.7.1 
 bench-model: install ## Model-level figures: single-row and batch scoring per kind, in process
 	.venv/bin/python bench/model.py $(BENCH_ARGS)
 
+bench-drift: install ## Drift detectors: per-window test time per backend, false alarms and detection
+	.venv/bin/python bench/drift.py $(BENCH_ARGS)
+
 compile: install ## Compile the KFP pipeline to IR YAML under pipelines/
 	.venv/bin/churn pipeline compile
 
 clean: ## Remove local artifacts, runs and caches (not .venv)
 	rm -rf artifacts mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install test test-unit lint lint-workflows format demo bench bench-model compile clean
+.PHONY: help install test test-unit lint lint-workflows format demo bench bench-model bench-drift compile clean
