@@ -342,6 +342,38 @@ class KFPConfig(_Strict):
     experiment: Name = "churn"
 
 
+class DriftConfig(_Strict):
+    """Drift detection (`churn_model.drift`): tests, correction, effect-size gates, windows.
+
+    A feature drifts when its test is significant after the correction AND its
+    effect size is above the threshold of its kind; a window drifts when any
+    feature does. `backend: alibi` needs the optional extra `alibi`
+    (alibi-detect, Business Source License 1.1: see README, Drift detection).
+    """
+
+    backend: Literal["scipy", "alibi"] = "scipy"
+    p_value: float = Field(0.05, gt=0, lt=1)  # per window, before the correction
+    correction: Literal["bonferroni", "fdr"] = "bonferroni"
+    categorical_effect: Literal["psi", "js"] = "psi"
+    numeric_effect: Literal["wasserstein", "ks"] = "wasserstein"
+    psi: float = Field(0.1, gt=0)  # population stability index
+    js: float = Field(0.1, gt=0, le=1)  # Jensen-Shannon distance, base 2
+    wasserstein: float = Field(0.1, gt=0)  # in standard deviations of the reference
+    ks: float = Field(0.1, gt=0, le=1)  # Kolmogorov-Smirnov distance
+    window_size: int = Field(500, gt=0)  # rows per tested window
+    min_window_size: int = Field(200, gt=0)  # an expired window smaller than this is not tested
+    window_max_age_seconds: float = Field(3600.0, gt=0)  # a window is tested when full or this old
+
+    @model_validator(mode="after")
+    def _window_sizes_agree(self) -> DriftConfig:
+        if self.min_window_size > self.window_size:
+            raise ValueError(
+                f"min_window_size ({self.min_window_size}) is larger than "
+                f"window_size ({self.window_size})"
+            )
+        return self
+
+
 class ChurnConfig(_Strict):
     """The whole `model_config.yaml`."""
 
@@ -356,6 +388,7 @@ class ChurnConfig(_Strict):
     registry: RegistryConfig = RegistryConfig()
     bundle: BundleConfig = BundleConfig()
     kfp: KFPConfig = KFPConfig()
+    drift: DriftConfig = DriftConfig()
 
     @model_validator(mode="after")
     def _explainer_sizes(self) -> ChurnConfig:

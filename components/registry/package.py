@@ -17,6 +17,8 @@ A bundle (see `churn_model.bundle`) written here holds:
                                synthetic flag, created time, sha256 of every file
 ``reference.csv``              drift reference: a seeded sample of training rows
                                (the raw customer attributes)
+``drift/``                     the drift detector fitted on that reference
+                               (`churn_model.drift`: ``drift.json`` + ``.npy``)
 ``explainer/background.npy``   a seeded sample of transformed training rows
 ``explainer/explainer.json``   output feature -> customer attributes it comes from
 ``report.md``                  the model report (also shown in the KFP UI)
@@ -42,12 +44,15 @@ from churn_core.config import ChurnConfig
 from churn_core.io import sha256_bytes
 from churn_model.bundle import FORMAT, MODEL, model_files, write_bundle
 from churn_model.contract import FEATURE_COLUMNS, FEATURE_NAMES, Categorical
+from churn_model.drift import FORMAT_VERSION as DRIFT_FORMAT
+from churn_model.drift import detector_files, fit_detector
 from churn_model.model import ChurnModel
 from churn_model.serialize import npy_bytes
 
 logger = logging.getLogger(__name__)
 
 REFERENCE = "reference.csv"
+DRIFT = "drift"  # the drift detector fitted on the reference (`churn_model.drift`)
 BACKGROUND = "explainer/background.npy"
 EXPLAINER = "explainer/explainer.json"
 REPORT = "report.md"
@@ -149,6 +154,7 @@ def bundle_contents(
     n_ref = min(config.bundle.reference_rows, len(train))
     ref_rows = np.sort(rng.choice(len(train), size=n_ref, replace=False))
     reference = train.iloc[ref_rows][list(FEATURE_NAMES)].reset_index(drop=True)
+    detector = fit_detector(reference, config.drift)
     n_bg = min(config.explainer.background_rows, len(train))
     bg_rows = np.sort(rng.choice(len(train), size=n_bg, replace=False))
     background = model.features.transform(train.iloc[bg_rows])
@@ -172,6 +178,7 @@ def bundle_contents(
         BACKGROUND: npy_bytes(np.ascontiguousarray(background, dtype=np.float64)),
         EXPLAINER: (json.dumps(explainer, indent=2) + "\n").encode(),
     }
+    files.update({f"{DRIFT}/{name}": data for name, data in detector_files(detector).items()})
     if report:
         files[REPORT] = report.encode()
     thresholds = dict(summary["thresholds"])
@@ -197,6 +204,7 @@ def bundle_contents(
         "synthetic": bool(synthetic),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "reference": {"file": REFERENCE, "rows": int(n_ref)},
+        "drift": {"dir": DRIFT, "backend": config.drift.backend, "format": DRIFT_FORMAT},
         "explainer": {"background": BACKGROUND, "file": EXPLAINER},
         **dict(extra or {}),
     }

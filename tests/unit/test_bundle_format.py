@@ -214,3 +214,24 @@ def test_an_mlp_of_another_architecture_cannot_be_stored(models):
     odd = ChurnModel(model.features, MLPScorer(other))
     with pytest.raises(ValueError, match="not the network mlp_module"):
         model_files(odd)
+
+
+def test_a_bundle_carries_the_drift_detector_fitted_on_its_reference(bundle_dir, customer_split):
+    import pandas as pd
+
+    from churn_model.bundle import verify_bundle
+    from churn_model.drift import load_detector
+
+    bundle = bundle_dir("logistic")
+    meta = verify_bundle(bundle)  # the detector's files are covered by the sha256 check
+    assert meta["drift"]["dir"] == "drift" and meta["drift"]["backend"] == "scipy"
+    assert any(name.startswith("drift/") for name in meta["files"])
+    detector = load_detector(bundle / meta["drift"]["dir"])
+    reference = pd.read_csv(bundle / meta["reference"]["file"])
+    same = detector.test(reference)
+    assert same.drift is False and same.n == meta["reference"]["rows"]
+    shifted = customer_split[1].copy()
+    shifted["MonthlyCharges"] = shifted["MonthlyCharges"] * 1.5
+    result = detector.test(shifted)
+    assert result.drift is True
+    assert [f.name for f in result.features if f.drifted] == ["MonthlyCharges"]
