@@ -98,7 +98,8 @@ def main() -> int:
         "cores": os.cpu_count(),
         "runs": runs,
     }
-    print(f"churn score on {args.rows:,} SYNTHETIC customers (XGBoost bundle), {os.cpu_count()} cores")
+    cores = os.cpu_count()
+    print(f"churn score on {args.rows:,} SYNTHETIC customers (XGBoost bundle), {cores} cores")
     for name, r in runs.items():
         ok = r["seconds"] <= TARGET_SECONDS and r["peak_rss_bytes"] <= TARGET_BYTES
         print(
