@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,6 +163,10 @@ def load_scorer(bundle_dir: str | Path, explainer_config: ExplainerConfig | None
     background = load_background(bundle_dir, meta)
     if background is not None:
         accelerate(model, background)
+    booster = getattr(model.estimator, "booster", None)
+    if booster is not None:
+        # TreeSHAP (pred_contribs) is the costly part of a large batch: use every core
+        booster.set_param({"nthread": os.cpu_count() or 1})
     threshold = float(meta.get("threshold", getattr(model, "threshold", 0.5)))
     explainer = Explainer(model, threshold, background=background, config=explainer_config)
     return Scorer(model=model, threshold=threshold, explainer=explainer, metadata=meta)
