@@ -157,3 +157,13 @@ def test_cli_writes_the_list(bundle_dir, tmp_path, capsys):
     assert len(pd.read_csv(out.with_suffix(".csv"))) == 80
     assert json.loads((out.parent / "list.report.json").read_text())["accepted_rows"] == 80
     assert "Expected churners" in capsys.readouterr().out
+
+
+def test_validation_needs_the_label_unless_told_it_is_optional():
+    from churn_components.data.validate import validate_frame
+
+    raw = _raw(30)
+    with pytest.raises(DataContractError, match=r"missing column\(s\) \['Churn'\]"):
+        validate_frame(raw)
+    result = validate_frame(raw, label_optional=True)
+    assert len(result.accepted) == 30 and result.report["churn_share"] is None
