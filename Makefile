@@ -75,6 +75,9 @@ bench-model: install ## Model-level figures: single-row and batch scoring per ki
 bench-drift: install ## Drift detectors: per-window test time per backend, false alarms and detection
 	.venv/bin/python bench/drift.py $(BENCH_ARGS)
 
+bench-scoring: install ## Retention list: churn score on 1,000,000 synthetic customers, time and peak RSS
+	.venv/bin/python bench/scoring.py $(BENCH_ARGS)
+
 compile: install ## Compile the KFP pipeline to IR YAML under pipelines/
 	.venv/bin/churn pipeline compile
 
@@ -84,4 +87,4 @@ manifests: install ## Render manifests/*.yaml from the Helm chart (values in man
 clean: ## Remove local artifacts, runs and caches (not .venv)
 	rm -rf artifacts mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install test test-unit lint lint-workflows format demo bench bench-quick bench-model bench-drift compile manifests clean
+.PHONY: help install test test-unit lint lint-workflows format demo bench bench-quick bench-model bench-drift bench-scoring compile manifests clean

@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "pipeline": "churn_pipelines.cli",
     "serve": "churn_inference.cli",
     "predict": "churn_inference.predict_cli",
+    "score": "churn_components.scoring.cli",
 }
 
 logger = logging.getLogger("churn")

@@ -159,18 +159,27 @@ def validate_csv(data: bytes, source: str = "<bytes>") -> ValidationResult:
     return validate_frame(read_raw_csv(data, source), source)
 
 
-def validate_frame(raw: pd.DataFrame, source: str = "<frame>") -> ValidationResult:
+def validate_frame(
+    raw: pd.DataFrame, source: str = "<frame>", *, label_optional: bool = False
+) -> ValidationResult:
     """Validate a frame of strings (as read by `read_raw_csv`) against the contract.
 
     Args:
         raw: every contract column, values as strings (NaN = field absent in a short row).
         source: named in messages and the report.
+        label_optional: the `Churn` column may be absent (customers to score); when
+            absent it is not checked and the accepted frame has it blank. When
+            present it is checked as usual.
 
     Returns:
         The accepted typed rows, the rejected cells, and the report. Does not
         raise on bad rows: call `raise_if_over_limit` for the stage decision.
     """
     header = list(raw.columns)
+    no_label = label_optional and LABEL_COLUMN not in header
+    if no_label:
+        raw = raw.assign(**{LABEL_COLUMN: ""})
+        header = list(raw.columns)
     _check_header(header, source, ",".join(header))
     n = len(raw)
     issues: list[tuple[np.ndarray, str, str, list[str] | None]] = []
@@ -197,10 +206,11 @@ def validate_frame(raw: pd.DataFrame, source: str = "<frame>") -> ValidationResu
         quirk_rows |= allowed
         issues.append((blank & ~allowed, name, MISSING_VALUE, None))
 
-    label = strings[LABEL_COLUMN]
-    issues.append(
-        (~np.isin(label, np.asarray(LABEL_VALUES, dtype=object)), LABEL_COLUMN, BAD_LABEL, None)
-    )
+    if not no_label:
+        label = strings[LABEL_COLUMN]
+        issues.append(
+            (~np.isin(label, np.asarray(LABEL_VALUES, dtype=object)), LABEL_COLUMN, BAD_LABEL, None)
+        )
 
     ids = strings[ID_COLUMN]
     blank_id = np.char.strip(ids.astype(str)) == ""
@@ -219,6 +229,8 @@ def validate_frame(raw: pd.DataFrame, source: str = "<frame>") -> ValidationResu
     accepted = _typed(strings, numbers, ~bad_rows)
     quirks = int((quirk_rows & ~bad_rows).sum())
     report = _report(source, n, accepted, bad_rows, rejected_table, quirks)
+    if no_label:
+        report["churn_share"] = None
     logger.info(
         "validated %s: %d rows, %d accepted, %d rejected (share %.4f)",
         source,

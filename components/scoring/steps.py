@@ -1,0 +1,400 @@
+"""Score a customer file in chunks and rank the customers by the value of a call.
+
+    read (CSV or Parquet, streamed with pyarrow) -> validate each chunk against
+    the data contract (duplicate ids caught across chunks) -> score accepted rows
+    with the bundle's `ChurnModel` -> reasons, best suggestion and its what-if
+    -> expected value of a call -> rank
+
+Expected value of contacting a customer, with the `economics` section (the
+per-customer form of `components.training.evaluate.expected_profit`, the
+label replaced by the churn probability):
+
+    expected_value = churn_probability * offer_acceptance * customer_value - offer_cost
+
+Rejected cells are written exactly as validation reports them (row is the
+1-based data row of the whole file, customerID, column, value, reason,
+detail). Duplicate ids reject every copy, across chunks too: a copy seen in
+an earlier chunk is removed from the list at the end.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churn_components.data.validate import (
+    DUPLICATE_ID,
+    REASONS,
+    REJECTED_COLUMNS,
+    validate_frame,
+)
+from churn_core.config import EconomicsConfig, ExplainerConfig
+from churn_core.errors import DataContractError
+from churn_model.checks import check_request_columns
+from churn_model.contract import FEATURE_NAMES, ID_COLUMN
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_ROWS = 100_000
+TOP_REASONS = 3
+LIST_COLUMNS = (
+    ID_COLUMN,
+    "churn_probability",
+    "churn",
+    "reasons",
+    "suggestion",
+    "what_if_probability",
+    "expected_value",
+    "rank",
+)
+# kept beside the list for the summary (not written)
+SUMMARY_ATTRIBUTES = ("Contract", "tenure", "InternetService")
+
+
+# -- reading ---------------------------------------------------------------------
+
+
+def _source(uri: str, connection_string: str) -> Any:
+    """A local path, or the bytes of a remote file (az://, blob URL, https)."""
+    from churn_core.store import is_blob_uri, read_uri
+
+    if is_blob_uri(uri) or uri.startswith(("http://", "https://")):
+        import pyarrow as pa
+
+        return pa.BufferReader(read_uri(uri, connection_string or None))
+    path = Path(uri[len("file://") :] if uri.startswith("file://") else uri)
+    if not path.is_file():
+        raise DataContractError(f"customer file {uri} does not exist")
+    return str(path)
+
+
+def _is_parquet(uri: str) -> bool:
+    return uri.lower().split("?", 1)[0].endswith((".parquet", ".pq"))
+
+
+def _as_text(batch: Any) -> pd.DataFrame:
+    """A record batch as a frame of strings (null -> ''), as validation reads a CSV."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    out = {}
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        text = column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
+        out[name] = pc.fill_null(text, "").to_numpy(zero_copy_only=False).astype(object)
+    return pd.DataFrame(out)
+
+
+def read_chunks(
+    uri: str, chunk_rows: int = DEFAULT_CHUNK_ROWS, connection_string: str = ""
+) -> Iterator[pd.DataFrame]:
+    """Frames of strings, `chunk_rows` at most each (CSV or Parquet; never the whole table).
+
+    Raises:
+        DataContractError: no such file, or one pyarrow cannot parse.
+    """
+    import pyarrow as pa
+
+    source = _source(uri, connection_string)
+    try:
+        if _is_parquet(uri):
+            import pyarrow.parquet as pq
+
+            for batch in pq.ParquetFile(source).iter_batches(batch_size=chunk_rows):
+                yield _as_text(batch)
+            return
+        import pyarrow.csv as pacsv
+
+        with pacsv.open_csv(source) as head:
+            names = head.schema.names
+        source = _source(uri, connection_string)  # a BufferReader is consumed: reopen
+        reader = pacsv.open_csv(
+            source,
+            read_options=pacsv.ReadOptions(block_size=1 << 22),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+        pending: list[pd.DataFrame] = []
+        size = 0
+        for batch in reader:
+            pending.append(_as_text(batch))
+            size += batch.num_rows
+            while size >= chunk_rows:
+                frame = pd.concat(pending, ignore_index=True)
+                yield frame.iloc[:chunk_rows].reset_index(drop=True)
+                rest = frame.iloc[chunk_rows:].reset_index(drop=True)
+                pending, size = ([rest], len(rest)) if len(rest) else ([], 0)
+        if size:
+            yield pd.concat(pending, ignore_index=True)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataContractError(f"{uri}: not a readable CSV/Parquet file: {err}") from err
+
+
+# -- scoring ---------------------------------------------------------------------
+
+
+@dataclass
+class Scorer:
+    """The bundle's model, threshold and explainer, as the server builds them."""
+
+    model: Any
+    threshold: float
+    explainer: Any
+    metadata: dict[str, Any]
+
+
+def load_scorer(bundle_dir: str | Path, explainer_config: ExplainerConfig | None) -> Scorer:
+    """Load a bundle folder like the server: the model, its threshold, the explainer."""
+    from churn_model.bundle import load_model
+    from churn_model.explain import Explainer, load_background
+    from churn_model.trees import accelerate
+
+    model, meta = load_model(bundle_dir)
+    background = load_background(bundle_dir, meta)
+    if background is not None:
+        accelerate(model, background)
+    booster = getattr(model.estimator, "booster", None)
+    if booster is not None:
+        # TreeSHAP (pred_contribs) is the costly part of a large batch: use every core
+        booster.set_param({"nthread": os.cpu_count() or 1})
+    threshold = float(meta.get("threshold", getattr(model, "threshold", 0.5)))
+    explainer = Explainer(model, threshold, background=background, config=explainer_config)
+    return Scorer(model=model, threshold=threshold, explainer=explainer, metadata=meta)
+
+
+def columns_of(accepted: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The accepted typed rows as checked request columns (what the server scores)."""
+    cols = {name: accepted[name].to_numpy() for name in FEATURE_NAMES}
+    check_request_columns(cols)
+    return cols
+
+
+def expected_value(p: np.ndarray, econ: EconomicsConfig) -> np.ndarray:
+    """P * offer_acceptance * customer_value - offer_cost, per customer."""
+    return np.asarray(p, dtype=np.float64) * econ.offer_acceptance * econ.customer_value - (
+        econ.offer_cost
+    )
+
+
+def score_columns(
+    scorer: Scorer, cols: dict[str, np.ndarray], econ: EconomicsConfig, *, reasons: bool = True
+) -> pd.DataFrame:
+    """One row per customer: probability, decision, reasons, suggestion, what-if, EV."""
+    n = len(cols[FEATURE_NAMES[0]])
+    if reasons:
+        exp = scorer.explainer.explain_columns(cols)
+        p = np.asarray(exp.probability, dtype=np.float64)
+        texts, suggestions, what_ifs = [], [], np.full(n, np.nan)
+        for i, row in enumerate(exp.reasons):
+            texts.append("; ".join(r.text for r in row[:TOP_REASONS]))
+            offered = [(r, r.what_if) for r in row if r.what_if is not None]
+            if offered:
+                # the suggestion whose what-if lowers the probability the most
+                best, answer = min(offered, key=lambda pair: pair[1].probability)
+                suggestions.append(f"{best.suggestion} ({answer.text})")
+                what_ifs[i] = answer.probability
+            else:
+                suggestions.append("")
+    else:
+        p = np.asarray(scorer.model.predict_proba_columns(cols), dtype=np.float64)
+        texts, suggestions, what_ifs = [""] * n, [""] * n, np.full(n, np.nan)
+    return pd.DataFrame(
+        {
+            "churn_probability": p,
+            "churn": p >= scorer.threshold,
+            "reasons": texts,
+            "suggestion": suggestions,
+            "what_if_probability": what_ifs,
+            "expected_value": expected_value(p, econ),
+        }
+    )
+
+
+# -- the whole file ----------------------------------------------------------------
+
+
+@dataclass
+class ScoringResult:
+    """The ranked list, the rejected cells and the report."""
+
+    scores: pd.DataFrame  # LIST_COLUMNS + SUMMARY_ATTRIBUTES, ranked
+    rejected: pd.DataFrame  # REJECTED_COLUMNS
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def score_file(
+    uri: str,
+    scorer: Scorer,
+    econ: EconomicsConfig,
+    *,
+    max_rejected_share: float,
+    reasons: bool = True,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    batch_rows: int = 20_000,
+    connection_string: str = "",
+    progress: Callable[[int], None] | None = None,
+) -> ScoringResult:
+    """Validate and score a customer file chunk by chunk; rank by expected value.
+
+    Raises:
+        DataContractError: a header breaking the contract, an unreadable file, or
+            a rejected share above `max_rejected_share` (the report names the reasons).
+    """
+    seen: dict[str, int] = {}  # id -> 1-based file row of its first accepted copy
+    dup_first: dict[str, int] = {}
+    parts: list[pd.DataFrame] = []
+    rejected: list[pd.DataFrame] = []
+    total = 0
+    bad_rows: set[int] = set()
+    for chunk_no, raw in enumerate(read_chunks(uri, chunk_rows, connection_string)):
+        source = f"{uri} (chunk {chunk_no + 1})"
+        result = validate_frame(raw, source, label_optional=True)
+        offset = total
+        total += len(raw)
+        rej = result.rejected.copy()
+        rej["row"] = rej["row"] + offset
+        rejected.append(rej)
+        bad_rows.update(rej["row"].tolist())
+        accepted = result.accepted
+        # accepted rows of this chunk: their 1-based file rows
+        good = np.setdiff1d(np.arange(1, len(raw) + 1), result.rejected["row"].to_numpy())
+        rows = good + offset
+        ids = accepted[ID_COLUMN].to_numpy()
+        again = np.fromiter((i in seen for i in ids.tolist()), dtype=bool, count=len(ids))
+        if again.any():
+            extra = []
+            for i in np.flatnonzero(again).tolist():
+                first = seen[ids[i]]
+                dup_first[ids[i]] = first
+                extra.append((int(rows[i]), ids[i], f"id also on row(s) {first}"))
+            rejected.append(_dup_rows(extra))
+            bad_rows.update(r for r, _, _ in extra)
+            keep = ~again
+            accepted, rows, ids = accepted[keep].reset_index(drop=True), rows[keep], ids[keep]
+        seen.update(zip(ids.tolist(), rows.tolist(), strict=True))
+        for start in range(0, len(accepted), batch_rows):
+            part = accepted.iloc[start : start + batch_rows]
+            scored = score_columns(scorer, columns_of(part), econ, reasons=reasons)
+            scored.insert(0, ID_COLUMN, part[ID_COLUMN].to_numpy())
+            for name in SUMMARY_ATTRIBUTES:
+                scored[name] = part[name].to_numpy()
+            scored["_row"] = rows[start : start + batch_rows]
+            parts.append(scored)
+            if progress is not None:
+                progress(len(part))
+        if progress is not None and len(raw) > len(accepted):
+            progress(len(raw) - len(accepted))
+    if total == 0:
+        raise DataContractError(f"{uri}: the file has no data rows")
+    if dup_first:
+        # the first copies were accepted in an earlier chunk: reject them too
+        firsts = [(row, cid, "id also on a later row") for cid, row in dup_first.items()]
+        rejected.append(_dup_rows(firsts))
+        bad_rows.update(r for r, _, _ in firsts)
+    scores = pd.concat(parts, ignore_index=True) if parts else _empty_scores()
+    if dup_first:
+        scores = scores[~scores[ID_COLUMN].isin(list(dup_first))]
+    scores = rank(scores.drop(columns="_row"))
+    rejected_table = _sorted_rejected(rejected)
+    report = _report(uri, total, len(scores), len(bad_rows), rejected_table, scorer)
+    share = report["rejected_share"]
+    if share > max_rejected_share:
+        counts = ", ".join(f"{k} {v}" for k, v in report["reasons"].items() if v)
+        raise DataContractError(
+            f"{uri}: {report['rejected_rows']} of {total} rows rejected (share {share:.4f} > "
+            f"limit {max_rejected_share}); reasons: {counts}; see the rejected-rows table",
+        )
+    return ScoringResult(scores=scores, rejected=rejected_table, report=report)
+
+
+def rank(scores: pd.DataFrame) -> pd.DataFrame:
+    """Sorted by expected value (ties: higher probability, then id); rank 1 = call first."""
+    out = scores.sort_values(
+        ["expected_value", "churn_probability", ID_COLUMN],
+        ascending=[False, False, True],
+        kind="stable",
+    ).reset_index(drop=True)
+    out["rank"] = np.arange(1, len(out) + 1, dtype=np.int64)
+    return out
+
+
+def _empty_scores() -> pd.DataFrame:
+    cols = [c for c in LIST_COLUMNS if c != "rank"] + list(SUMMARY_ATTRIBUTES) + ["_row"]
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+
+
+def _dup_rows(rows: list[tuple[int, str, str]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "row": [r for r, _, _ in rows],
+            ID_COLUMN: [c for _, c, _ in rows],
+            "column": ID_COLUMN,
+            "value": [c for _, c, _ in rows],
+            "reason": DUPLICATE_ID,
+            "detail": [d for _, _, d in rows],
+        }
+    )
+
+
+def _sorted_rejected(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    nonempty = [p for p in parts if len(p)]
+    if not nonempty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in REJECTED_COLUMNS})
+    table = pd.concat(nonempty, ignore_index=True)
+    return table.sort_values("row", kind="stable").reset_index(drop=True)[list(REJECTED_COLUMNS)]
+
+
+def _report(
+    uri: str, total: int, accepted: int, rejected_rows: int, rejected: pd.DataFrame, scorer: Scorer
+) -> dict[str, Any]:
+    reasons = {r: 0 for r in REASONS}
+    if len(rejected):
+        for reason, count in rejected.groupby("reason")["row"].nunique().items():
+            reasons[str(reason)] = int(count)
+    return {
+        "source": uri,
+        "input_rows": total,
+        "accepted_rows": accepted,
+        "rejected_rows": rejected_rows,
+        "rejected_share": rejected_rows / total if total else 0.0,
+        "rejected_cells": len(rejected),
+        "reasons": reasons,
+        "threshold": scorer.threshold,
+        "model": {k: scorer.metadata.get(k) for k in ("name", "version", "kind", "synthetic")},
+    }
+
+
+# -- writing -----------------------------------------------------------------------
+
+
+def write_outputs(result: ScoringResult, out: str | Path) -> dict[str, Path]:
+    """The list as Parquet and CSV (`out` with either suffix), the rejected cells, the report."""
+    import json
+
+    base = Path(out)
+    base = base.with_suffix("") if base.suffix in (".parquet", ".csv") else base
+    base.parent.mkdir(parents=True, exist_ok=True)
+    table = result.scores[list(LIST_COLUMNS)]
+    paths = {
+        "parquet": base.with_suffix(".parquet"),
+        "csv": base.with_suffix(".csv"),
+        "rejected": base.parent / f"{base.name}.rejected.csv",
+        "report": base.parent / f"{base.name}.report.json",
+    }
+    table.to_parquet(paths["parquet"], index=False)
+    table.to_csv(paths["csv"], index=False)
+    result.rejected.to_csv(paths["rejected"], index=False)
+    buf = io.StringIO()
+    json.dump(result.report, buf, indent=2, default=str)
+    paths["report"].write_text(buf.getvalue() + "\n")
+    return paths
