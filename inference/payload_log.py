@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+import orjson
 import requests
 from prometheus_client import Counter
 
@@ -203,3 +205,30 @@ def request_id_of(parsed: Any) -> str | None:
         if isinstance(value, str) and value:
             return value
     return None
+
+
+def _jsonable(tensor: Any) -> dict[str, Any]:
+    data = tensor.data
+    if data is None or isinstance(data, np.ndarray) or (not data and tensor._raw_data):
+        data = tensor.as_numpy().reshape(-1).tolist()
+    values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in data]
+    return {
+        "name": tensor.name,
+        "shape": list(tensor.shape),
+        "datatype": tensor.datatype,
+        "data": values,
+    }
+
+
+def grpc_as_json(message: Any, tensors: str) -> bytes:
+    """A gRPC request or response (decoded by kserve) in its v2 REST JSON form.
+
+    `tensors`: "inputs" for a request, "outputs" for a response. gRPC traffic is
+    logged this way since the sink expects the JSON a REST client would send.
+    """
+    body: dict[str, Any] = {"id": message.id, "model_name": message.model_name}
+    version = getattr(message, "model_version", None)
+    if version:
+        body["model_version"] = version
+    body[tensors] = [_jsonable(t) for t in getattr(message, tensors)]
+    return orjson.dumps(body)

@@ -49,7 +49,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
 from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
-from kserve.protocol.infer_type import InferRequest
+from kserve.protocol.infer_type import InferRequest, InferResponse
 from kserve.protocol.rest.server import RESTServer
 
 from churn_inference.errors import install_rest_handlers, model_not_found
@@ -57,6 +57,7 @@ from churn_inference.payload_log import (
     REQUEST_TYPE,
     RESPONSE_TYPE,
     PayloadLogger,
+    grpc_as_json,
     request_id_of,
 )
 
@@ -293,6 +294,30 @@ class ChurnRESTServer(RESTServer):
         install_rest_handlers(app)
 
 
+class ChurnInferenceServicer(InferenceServicer):
+    """KServe's servicer; with a payload logger, each ModelInfer is logged as v2 JSON."""
+
+    async def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: D102, N802
+        payload_logger: PayloadLogger | None = getattr(self._data_plane, "payload_logger", None)
+        if payload_logger is None:
+            return await super().ModelInfer(request, context)
+        if not request.id:
+            request.id = str(uuid.uuid4())
+        model_name = request.model_name
+        try:
+            logged = grpc_as_json(InferRequest.from_grpc(request), "inputs")
+        except Exception:  # noqa: BLE001 - undecodable: log the request as sent, in protobuf
+            logged = request.SerializeToString()
+        payload_logger.emit(REQUEST_TYPE, model_name, request.id, logged, _JSON)
+        response = await super().ModelInfer(request, context)  # an error: no response event
+        try:
+            answer = grpc_as_json(InferResponse.from_grpc(response), "outputs")
+        except Exception:  # noqa: BLE001
+            answer = response.SerializeToString()
+        payload_logger.emit(RESPONSE_TYPE, model_name, request.id, answer, _JSON)
+        return response
+
+
 class ChurnGRPCServer(GRPCServer):
     """KServe's gRPC server (its servicer and error interceptor) bound to `host`."""
 
@@ -304,7 +329,7 @@ class ChurnGRPCServer(GRPCServer):
     async def start(self, max_workers: int) -> None:  # noqa: D102
         from grpc import aio
 
-        servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
+        servicer = ChurnInferenceServicer(self._data_plane, self._model_repository_extension)
         interceptors: list[Any] = [ExceptionToStatusInterceptor()]
         if self._access_log:
             interceptors.insert(0, LoggingInterceptor())

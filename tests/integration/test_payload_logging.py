@@ -201,3 +201,43 @@ def test_a_slow_receiver_costs_dropped_events_not_inference(bundle_dir, tmp_path
     finally:
         handle.stop()
         slow.close()
+
+
+def test_grpc_requests_are_logged_as_their_v2_json(logged_server, sink, customer_split):
+    import asyncio
+
+    from kserve import InferenceGRPCClient
+    from kserve.protocol.infer_type import InferRequest
+
+    from tests.fixtures.model_server import v2_request
+
+    frame = customer_split[1].iloc[:2]
+    request = v2_request(frame, binary=True)  # raw contents: logged as JSON data all the same
+    request.id = "log-grpc"
+    bad = InferRequest(
+        model_name="churn", infer_inputs=request.inputs[1:], request_id="log-grpc-bad"
+    )
+
+    async def call():
+        client = InferenceGRPCClient(logged_server.grpc_url, timeout=30)
+        try:
+            answer = await client.infer(request)
+            with pytest.raises(Exception, match="missing column"):
+                await client.infer(bad)
+            return answer
+        finally:
+            await client.close()
+
+    answer = asyncio.run(call())
+    events = {h["ce-type"]: (h, b) for h, b in sink.of("log-grpc", 2)}
+    assert sorted(events) == [REQUEST, RESPONSE]
+    sent = orjson.loads(events[REQUEST][1])
+    assert sent["id"] == "log-grpc" and sent["model_name"] == "churn"
+    by_name = {t["name"]: t for t in sent["inputs"]}
+    assert by_name["Contract"]["data"] == frame["Contract"].tolist()
+    assert by_name["tenure"]["data"] == frame["tenure"].astype(int).tolist()
+    got = orjson.loads(events[RESPONSE][1])
+    outputs = {t["name"]: t["data"] for t in got["outputs"]}
+    assert outputs["churn"] == answer.get_output_by_name("churn").as_numpy().tolist()
+    assert events[REQUEST][0]["content-type"] == "application/json"
+    assert [h["ce-type"] for h, _ in sink.of("log-grpc-bad", 1)] == [REQUEST]
