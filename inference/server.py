@@ -429,10 +429,11 @@ class ChurnModelServer(ModelServer):
             self.http_port,
             f"{self.host}:{self.grpc_port}" if self.enable_grpc else "off",
         )
-        if self.payload_logger is not None:
-            self.payload_logger.start()
+        asyncio.run(self._serve_and_flush())
+
+    async def _serve_and_flush(self) -> None:
         try:
-            asyncio.run(self._serve())
+            await self._serve()
         finally:
             if self.payload_logger is not None:
-                self.payload_logger.stop()
+                await self.payload_logger.aclose()
