@@ -241,3 +241,23 @@ def test_grpc_requests_are_logged_as_their_v2_json(logged_server, sink, customer
     assert outputs["churn"] == answer.get_output_by_name("churn").as_numpy().tolist()
     assert events[REQUEST][0]["content-type"] == "application/json"
     assert [h["ce-type"] for h, _ in sink.of("log-grpc-bad", 1)] == [REQUEST]
+
+
+def test_kserve_stock_route_carries_the_ids_too(bundle_dir, tmp_path, customer_split):
+    handle = serve_bundle(
+        bundle_dir("xgboost"), tmp_path, extra_args=("--kserve-rest", "--no-grpc")
+    )
+    try:
+        frame = customer_split[1].iloc[:2]
+        body = v2_body(frame, id="stock-1")
+        ids = frame["customerID"].tolist()
+        body["inputs"].append(
+            {"name": "customerID", "shape": [2], "datatype": "BYTES", "data": ids}
+        )
+        r = requests.post(f"{handle.url}/v2/models/churn/infer", json=body, timeout=30)
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert out["id"] == "stock-1"
+        assert {o["name"]: o["data"] for o in out["outputs"]}["customerID"] == ids
+    finally:
+        handle.stop()
