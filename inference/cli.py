@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from churn_core.errors import InvalidInput
 from churn_core.settings import Settings
 
 HELP = "Serve the churn model over KServe v2 REST + gRPC (and v1), with its explainer"
@@ -31,6 +32,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-grpc", action="store_true", help="serve REST only")
     parser.add_argument(
         "--access-log", action="store_true", help="log every request (REST and gRPC)"
+    )
+    parser.add_argument(
+        "--log-url",
+        help="send every inference request and response as a CloudEvent to this URL, "
+        "as KServe's payload logger does (CHURN_LOG_URL; default off)",
+    )
+    parser.add_argument(
+        "--log-queue-size",
+        type=int,
+        default=None,
+        help="payload events held for sending at most; beyond it they are dropped and "
+        "counted (default 10000)",
     )
     parser.add_argument(
         "--kserve-rest",
@@ -82,6 +95,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     )
     predictor.load()
     explainer = ChurnExplainerModel(predictor)
+    log_url = args.log_url or os.environ.get("CHURN_LOG_URL")
+    payload_logger = None
+    if log_url:
+        from churn_inference.payload_log import DEFAULT_QUEUE_SIZE, PayloadLogger
+
+        try:
+            payload_logger = PayloadLogger(log_url, args.log_queue_size or DEFAULT_QUEUE_SIZE)
+        except ValueError as err:
+            raise InvalidInput(str(err)) from err
     server = ChurnModelServer(
         host=args.host or settings.host,
         http_port=args.http_port or settings.http_port,
@@ -89,6 +111,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         enable_grpc=not args.no_grpc,
         fast_rest=not args.kserve_rest,
         access_log=args.access_log,
+        payload_logger=payload_logger,
     )
     server.start([predictor, explainer])
     return 0

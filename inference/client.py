@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,9 +109,22 @@ def v2_inputs(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return inputs
 
 
-def v2_request(frame: pd.DataFrame, outputs: Sequence[str] = ()) -> dict[str, Any]:
-    """The v2 inference request body for the customers of `frame`."""
-    body: dict[str, Any] = {"parameters": {"content_type": "pd"}, "inputs": v2_inputs(frame)}
+def v2_request(
+    frame: pd.DataFrame, outputs: Sequence[str] = (), request_id: str | None = None
+) -> dict[str, Any]:
+    """The v2 inference request body for the customers of `frame`.
+
+    The customer ids (the `customerID` column, when there is one) travel as
+    the `customerID` input, which the server answers back; `request_id` is the
+    request's `id`, so a logged prediction can be joined to the label later.
+    """
+    inputs = v2_inputs(frame)
+    if ID_COLUMN in frame.columns:
+        ids = [str(_plain(v)) for v in frame[ID_COLUMN].tolist()]
+        inputs.append({"name": ID_COLUMN, "shape": [len(ids)], "datatype": "BYTES", "data": ids})
+    body: dict[str, Any] = {"parameters": {"content_type": "pd"}, "inputs": inputs}
+    if request_id is not None:
+        body["id"] = request_id
     if outputs:
         body["outputs"] = [{"name": name} for name in outputs]
     return body
@@ -130,6 +144,8 @@ class Scored:
     reasons: list[list[str]] = field(default_factory=list)
     suggestions: list[list[str]] = field(default_factory=list)
     what_ifs: list[list[str]] = field(default_factory=list)  # slot by slot with suggestions
+    ids: list[str] = field(default_factory=list)  # as the server answered them back
+    request_ids: list[str] = field(default_factory=list)  # one per request sent
 
 
 def _outputs(body: dict[str, Any], names: Sequence[str]) -> dict[str, list[Any]]:
@@ -194,14 +210,28 @@ class V2Client:
         result = Scored(self.model, "", [], [])
         for start in range(0, len(frame), BATCH_ROWS):
             batch = frame.iloc[start : start + BATCH_ROWS]
-            answer = self.infer(self.model, v2_request(batch))
-            outs = _outputs(answer, ("churn_probability", "churn"))
+            request_id = str(uuid.uuid4())
+            answer = self.infer(self.model, v2_request(batch, request_id=request_id))
+            if answer.get("id") != request_id:
+                raise ChurnError(
+                    f"the server answered request {request_id} with id {answer.get('id')!r}"
+                )
+            result.request_ids.append(request_id)
+            names = ("churn_probability", "churn") + (
+                (ID_COLUMN,) if ID_COLUMN in batch.columns else ()
+            )
+            outs = _outputs(answer, names)
+            result.ids += [str(i) for i in outs.get(ID_COLUMN, [])]
             result.model_version = str(answer.get("model_version") or "")
             result.probability += [float(p) for p in outs["churn_probability"]]
             result.churn += [bool(d) for d in outs["churn"]]
             if explain:
                 explainer = f"{self.model}{EXPLAINER_SUFFIX}"
-                answer = self.infer(explainer, v2_request(batch, EXPLANATION_OUTPUTS))
+                request_id = str(uuid.uuid4())
+                answer = self.infer(
+                    explainer, v2_request(batch, EXPLANATION_OUTPUTS, request_id=request_id)
+                )
+                result.request_ids.append(request_id)
                 outs = _outputs(answer, EXPLANATION_OUTPUTS)
                 result.reasons += [[str(t) for t in row if t] for row in outs["reasons"]]
                 result.suggestions += [[str(t) for t in row] for row in outs["suggestions"]]

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """Score the customers and print the table."""
     from churn_core.store import read_uri
     from churn_inference.client import V2Client, format_table, read_customers
-    from churn_model.contract import ID_COLUMN, LABEL_COLUMN
+    from churn_model.contract import LABEL_COLUMN
     from churn_model.synthetic import announce
 
     if args.sample is not None and args.sample < 1:
@@ -118,11 +118,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if synthetic:
         announce(f"{len(frame)} customers sent to the server are synthetic")
     scored = client.score(frame, explain=args.explain)
-    ids = (
-        frame[ID_COLUMN].tolist()
-        if ID_COLUMN in frame.columns
-        else [str(i + 1) for i in range(len(frame))]
-    )
+    ids = scored.ids or [str(i + 1) for i in range(len(frame))]  # as the server echoed them
     actual = frame[LABEL_COLUMN].tolist() if LABEL_COLUMN in frame.columns else None
     churners = sum(scored.churn)
     print(

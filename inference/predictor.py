@@ -27,6 +27,7 @@ from churn_inference.loading import ServedBundle, open_bundle
 from churn_inference.metrics import churn_metrics
 from churn_inference.schema import (
     OUTPUT_DECISION,
+    OUTPUT_ID,
     OUTPUT_PROBABILITY,
     PREDICTOR_OUTPUTS,
     InputSpec,
@@ -269,6 +270,7 @@ class ChurnPredictor(_SyncModel):
         with kserve_errors(self.name):
             bundle = self._loaded()
             cols, names = self.columns(payload, [OUTPUT_PROBABILITY, OUTPUT_DECISION])
+            ids = cols.pop(OUTPUT_ID, None)
             proba = np.asarray(bundle.model.predict_proba_columns(cols), dtype=np.float64)
             decision = proba >= bundle.threshold
             churn_metrics().record_predictions(self.name, proba, decision)
@@ -290,13 +292,17 @@ class ChurnPredictor(_SyncModel):
                 ),
                 OUTPUT_DECISION: lambda: _tensor(OUTPUT_DECISION, "BOOL", decision, encoding),
             }
-            return _response(payload, self.name, bundle.version, [made[n]() for n in names])
+            outputs = [made[n]() for n in names]
+            if ids is not None:
+                outputs.append(_tensor(OUTPUT_ID, "BYTES", ids, "list"))
+            return _response(payload, self.name, bundle.version, outputs)
 
     def explain(self, payload: Any, headers: Mapping[str, str] | None = None) -> Any:
         """v1 `:explain`: per-customer attributions, reasons and suggestions."""
         with kserve_errors(self.name):
             bundle = self._loaded()
             cols, _ = self.columns(payload)
+            cols.pop(OUTPUT_ID, None)
             explanation = bundle.explainer.explain_columns(cols)
             churn_metrics().explanations.labels(self.name).inc(len(explanation.probability))
             return {
@@ -428,6 +434,7 @@ class ChurnExplainerModel(_SyncModel):
         with kserve_errors(self.name):
             bundle = self.predictor._loaded()
             cols, names = self.predictor.columns(payload, self._output_names())
+            ids = cols.pop(OUTPUT_ID, None)
             exp = bundle.explainer.explain_columns(cols)
             churn_metrics().explanations.labels(self.predictor.name).inc(len(exp.probability))
             encoding = _encoding(payload)
@@ -442,6 +449,8 @@ class ChurnExplainerModel(_SyncModel):
                     np.ascontiguousarray(exp.attributions[:, j], dtype=np.float32),
                 )
             outputs = [_tensor(n, arrays[n][0], arrays[n][1], encoding) for n in names]
+            if ids is not None:
+                outputs.append(_tensor(OUTPUT_ID, "BYTES", ids, "list"))
             return _response(payload, self.name, bundle.version, outputs)
 
     def explain(self, payload: Any, headers: Mapping[str, str] | None = None) -> Any:

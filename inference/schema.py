@@ -20,13 +20,15 @@ import numpy as np
 
 from churn_core.errors import InvalidInput
 from churn_model.checks import check_request_columns
-from churn_model.contract import FEATURE_COLUMNS, Categorical, Numeric
+from churn_model.contract import FEATURE_COLUMNS, ID_COLUMN, Categorical, Numeric
 
 INT_TYPES = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"})
 FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
 
 OUTPUT_PROBABILITY = "churn_probability"
 OUTPUT_DECISION = "churn"
+OUTPUT_ID = ID_COLUMN  # echoed when the request sends customer ids
+ID_MAX_LENGTH = 64
 PREDICTOR_OUTPUTS = (
     {"name": OUTPUT_PROBABILITY, "datatype": "FP32", "shape": [-1]},
     {"name": OUTPUT_DECISION, "datatype": "BOOL", "shape": [-1]},
@@ -206,6 +208,35 @@ def _numbers(spec: InputSpec, datatype: str, arr: np.ndarray) -> np.ndarray:
     return arr
 
 
+def check_ids(values: Any) -> np.ndarray:
+    """The optional `customerID` input as an object array of str: an id, never a feature.
+
+    Raises:
+        InvalidInput: naming the value, for an empty, over-long or non-printable id.
+    """
+    out = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InvalidInput(
+                    f"input {ID_COLUMN!r}: value {value!r} is not UTF-8 text"
+                ) from err
+        if not isinstance(value, str) or not value or not value.isprintable():
+            raise InvalidInput(
+                f"input {ID_COLUMN!r}: value {value!r} at row {i} is not an id "
+                "(a non-empty string of printable characters)"
+            )
+        if len(value) > ID_MAX_LENGTH:
+            raise InvalidInput(
+                f"input {ID_COLUMN!r}: value {value[:80]!r} at row {i} is longer than "
+                f"{ID_MAX_LENGTH} characters"
+            )
+        out[i] = value
+    return out
+
+
 def decode_columns(
     inputs: Sequence[Any], specs: Sequence[InputSpec], by_name: Mapping[str, InputSpec]
 ) -> dict[str, np.ndarray]:
@@ -217,7 +248,9 @@ def decode_columns(
         by_name: the same, by name.
 
     Returns:
-        Categoricals as object arrays of str, numbers as float64 arrays.
+        Categoricals as object arrays of str, numbers as float64 arrays; the
+        optional `customerID` input (an id, not a feature) as an object array
+        of str under its name.
 
     Raises:
         InvalidInput: naming the input and the value, for any structural or
@@ -227,6 +260,17 @@ def decode_columns(
     for infer_input in inputs:
         name = infer_input.name
         spec = by_name.get(name)
+        if name == ID_COLUMN and spec is None:
+            if name in cols:
+                raise InvalidInput(f"input {name!r} appears more than once")
+            if infer_input.datatype != "BYTES":
+                raise InvalidInput(
+                    f"input {name!r} has datatype {infer_input.datatype}, expected BYTES"
+                )
+            arr = _flat(name, _values(infer_input), False)
+            _shape_rows(name, infer_input.shape, arr.shape[0])
+            cols[name] = check_ids(arr.tolist())
+            continue
         if spec is None:
             raise InvalidInput(
                 f"unexpected input {name!r}; the model takes: {', '.join(s.name for s in specs)}"
@@ -249,7 +293,12 @@ def decode_columns(
             cols[name] = _strings(name, arr)
         else:
             cols[name] = _numbers(spec, datatype, arr)
-    check_request_columns(cols)
+    check_request_columns(cols, ignore=(ID_COLUMN,))
+    ids = cols.get(ID_COLUMN)
+    if ids is not None and len(ids) != len(cols[specs[0].name]):
+        raise InvalidInput(
+            f"input {ID_COLUMN!r} has {len(ids)} values, expected {len(cols[specs[0].name])}"
+        )
     for spec in specs:
         if not spec.is_categorical:
             cols[spec.name] = cols[spec.name].astype(np.float64, copy=False)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import uuid
 from concurrent import futures
 from typing import Any
 
@@ -48,10 +49,17 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
 from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
-from kserve.protocol.infer_type import InferRequest
+from kserve.protocol.infer_type import InferRequest, InferResponse
 from kserve.protocol.rest.server import RESTServer
 
 from churn_inference.errors import install_rest_handlers, model_not_found
+from churn_inference.payload_log import (
+    REQUEST_TYPE,
+    RESPONSE_TYPE,
+    PayloadLogger,
+    grpc_as_json,
+    request_id_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +70,8 @@ _HEADER_LENGTH = "inference-header-content-length"
 
 class ChurnDataPlane(DataPlane):
     """KServe's data plane; server readiness = every model ready; versions in metadata."""
+
+    payload_logger: PayloadLogger | None = None
 
     async def ready(self) -> bool:  # noqa: D102
         if not await super().ready():
@@ -195,14 +205,26 @@ def _register_fast_infer(app: FastAPI, dataplane: DataPlane) -> None:
         length = headers.get(_HEADER_LENGTH)
         try:
             json_length = int(length) if length is not None else len(body)
-        except ValueError as err:
-            raise KInvalidInput(f"{_HEADER_LENGTH} {length!r} is not an integer") from err
+        except ValueError:
+            json_length = -1
+        parsed: Any = None
+        parse_error: Exception | None = None
+        if 0 < json_length <= len(body):
+            try:
+                parsed = orjson.loads(body[:json_length])
+            except orjson.JSONDecodeError as err:
+                parse_error = err
+        request_id = request_id_of(parsed) or str(uuid.uuid4())
+        payload_logger: PayloadLogger | None = getattr(dataplane, "payload_logger", None)
+        content_type = headers.get("content-type", _JSON)
+        if payload_logger is not None:  # as received, even when it is refused below
+            payload_logger.emit(REQUEST_TYPE, model_name, request_id, body, content_type)
+        if json_length == -1:
+            raise KInvalidInput(f"{_HEADER_LENGTH} {length!r} is not an integer")
         if not 0 < json_length <= len(body):
             raise KInvalidInput(f"{_HEADER_LENGTH} {json_length} outside the body's {len(body)}")
-        try:
-            parsed = orjson.loads(body[:json_length])
-        except orjson.JSONDecodeError as err:
-            raise KInvalidInput(f"request body is not valid JSON: {err}") from err
+        if parse_error is not None:
+            raise KInvalidInput(f"request body is not valid JSON: {parse_error}") from parse_error
         _check_request_json(parsed)
         try:
             infer_request = InferRequest.from_bytes(body, json_length, model_name)
@@ -210,6 +232,8 @@ def _register_fast_infer(app: FastAPI, dataplane: DataPlane) -> None:
             # decoding the client's tensors failed (e.g. BYTES that are not UTF-8): a 400
             where = _binary_culprit(parsed, body, json_length)
             raise KInvalidInput(f"malformed inference request{where}: {err}") from err
+        if not infer_request.id:
+            infer_request.id = request_id
         response, response_headers = await dataplane.infer(
             model_name=model_name, request=infer_request, headers=headers
         )
@@ -220,8 +244,12 @@ def _register_fast_infer(app: FastAPI, dataplane: DataPlane) -> None:
         response_headers.pop("content-length", None)
         media = response_headers.pop("content-type", _JSON)
         if isinstance(encoded, bytes):
-            return Response(encoded, media_type=_BINARY, headers=response_headers)
-        return Response(orjson.dumps(encoded), media_type=media, headers=response_headers)
+            out, media = encoded, _BINARY
+        else:
+            out = orjson.dumps(encoded)
+        if payload_logger is not None:
+            payload_logger.emit(RESPONSE_TYPE, model_name, request_id, out, content_type)
+        return Response(out, media_type=media, headers=response_headers)
 
     # plain Starlette routes: no FastAPI dependency solving per request; they come
     # before KServe's routes for the same paths, so they answer
@@ -266,6 +294,30 @@ class ChurnRESTServer(RESTServer):
         install_rest_handlers(app)
 
 
+class ChurnInferenceServicer(InferenceServicer):
+    """KServe's servicer; with a payload logger, each ModelInfer is logged as v2 JSON."""
+
+    async def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: D102, N802
+        payload_logger: PayloadLogger | None = getattr(self._data_plane, "payload_logger", None)
+        if payload_logger is None:
+            return await super().ModelInfer(request, context)
+        if not request.id:
+            request.id = str(uuid.uuid4())
+        model_name = request.model_name
+        try:
+            logged = grpc_as_json(InferRequest.from_grpc(request), "inputs")
+        except Exception:  # noqa: BLE001 - undecodable: log the request as sent, in protobuf
+            logged = request.SerializeToString()
+        payload_logger.emit(REQUEST_TYPE, model_name, request.id, logged, _JSON)
+        response = await super().ModelInfer(request, context)  # an error: no response event
+        try:
+            answer = grpc_as_json(InferResponse.from_grpc(response), "outputs")
+        except Exception:  # noqa: BLE001
+            answer = response.SerializeToString()
+        payload_logger.emit(RESPONSE_TYPE, model_name, request.id, answer, _JSON)
+        return response
+
+
 class ChurnGRPCServer(GRPCServer):
     """KServe's gRPC server (its servicer and error interceptor) bound to `host`."""
 
@@ -277,7 +329,7 @@ class ChurnGRPCServer(GRPCServer):
     async def start(self, max_workers: int) -> None:  # noqa: D102
         from grpc import aio
 
-        servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
+        servicer = ChurnInferenceServicer(self._data_plane, self._model_repository_extension)
         interceptors: list[Any] = [ExceptionToStatusInterceptor()]
         if self._access_log:
             interceptors.insert(0, LoggingInterceptor())
@@ -313,6 +365,7 @@ class ChurnModelServer(ModelServer):
         fast_rest: bool = True,
         access_log: bool = False,
         grace_period: int = 5,
+        payload_logger: PayloadLogger | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -329,6 +382,8 @@ class ChurnModelServer(ModelServer):
         self.fast_rest = fast_rest
         self.access_log = access_log
         self.dataplane = ChurnDataPlane(model_registry=self.registered_models)
+        self.payload_logger = payload_logger
+        self.dataplane.payload_logger = payload_logger  # read by the lean route and gRPC
 
     def start(self, models: list[BaseKServeModel]) -> None:
         """Register every model (ready or not) and serve REST and gRPC until stopped."""
@@ -374,4 +429,11 @@ class ChurnModelServer(ModelServer):
             self.http_port,
             f"{self.host}:{self.grpc_port}" if self.enable_grpc else "off",
         )
-        asyncio.run(self._serve())
+        asyncio.run(self._serve_and_flush())
+
+    async def _serve_and_flush(self) -> None:
+        try:
+            await self._serve()
+        finally:
+            if self.payload_logger is not None:
+                await self.payload_logger.aclose()

@@ -80,6 +80,11 @@ def test_client_scores_equal_the_offline_model(model_server, customers_csv, offl
     np.testing.assert_allclose(scored.probability, expected, atol=1e-6)
     assert scored.churn == list(expected >= meta["threshold"])
     assert scored.model_version == "7"
+    # the ids went with the request and came back with the answer
+    assert scored.ids == raw[ID_COLUMN].tolist()
+    assert len(scored.request_ids) == 1 and len(scored.request_ids[0]) == 36
+    anonymous = V2Client(model_server.url).score(raw.drop(columns=[ID_COLUMN]))
+    assert anonymous.ids == [] and anonymous.probability == scored.probability
 
 
 def test_client_raises_the_servers_message(model_server, customers_csv):

@@ -76,9 +76,23 @@ V2_CASES: list[tuple[str, str, Callable[[dict], Any], int, str]] = [
     (
         "extra-column",
         "churn",
-        add({"name": "customerID", "shape": [1], "datatype": "BYTES", "data": ["x"]}),
+        add({"name": "Churn", "shape": [1], "datatype": "BYTES", "data": ["Yes"]}),
         400,
-        "unexpected input 'customerID'",
+        "unexpected input 'Churn'",
+    ),
+    (
+        "empty-customer-id",
+        "churn",
+        add({"name": "customerID", "shape": [1], "datatype": "BYTES", "data": [""]}),
+        400,
+        "'customerID': value '' at row 0 is not an id",
+    ),
+    (
+        "customer-id-count",
+        "churn-explainer",
+        add({"name": "customerID", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]}),
+        400,
+        "'customerID' has 2 values, expected 1",
     ),
     (
         "duplicate-input",

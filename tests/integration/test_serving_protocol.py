@@ -377,3 +377,56 @@ def test_binds_loopback_only(server):
         addrs = listening(port)
         assert addrs, port
         assert addrs <= {loopback4, loopback6_mapped}, addrs
+
+
+# -- customer ids and request ids ---------------------------------------------------------
+
+
+def _ids_tensor(ids):
+    return {"name": "customerID", "shape": [len(ids)], "datatype": "BYTES", "data": ids}
+
+
+@pytest.mark.parametrize("model", ["churn", "churn-explainer"])
+def test_customer_ids_and_request_id_travel_over_rest(server, held_out, model):
+    frame = held_out.iloc[:4]
+    ids = frame["customerID"].tolist()
+    body = v2_body(frame, id="batch-7")
+    body["inputs"].append(_ids_tensor(ids))
+    r = post(server, f"/v2/models/{model}/infer", body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["id"] == "batch-7" and out["model_name"] == model
+    by_name = {o["name"]: o for o in out["outputs"]}
+    assert by_name["customerID"] == {
+        "name": "customerID",
+        "shape": [4],
+        "datatype": "BYTES",
+        "data": ids,
+    }
+    del body["id"]
+    generated = post(server, f"/v2/models/{model}/infer", body).json()["id"]
+    assert len(generated) == 36 and generated != "batch-7"  # a fresh uuid4
+
+
+def test_customer_ids_and_request_id_travel_over_grpc(server, held_out):
+    from kserve import InferenceGRPCClient, InferInput
+
+    frame = held_out.iloc[:3]
+    ids = frame["customerID"].tolist()
+    request = v2_request(frame)
+    tensor = InferInput("customerID", [len(ids)], "BYTES")
+    tensor.set_data_from_numpy(np.array(ids, dtype=object), binary_data=False)
+    request.inputs.append(tensor)
+    request.id = "grpc-9"
+
+    async def call():
+        client = InferenceGRPCClient(server.grpc_url, timeout=30)
+        try:
+            return await client.infer(request)
+        finally:
+            await client.close()
+
+    response = asyncio.run(call())
+    assert response.id == "grpc-9"
+    echoed = response.get_output_by_name("customerID").as_numpy().tolist()
+    assert [v.decode() if isinstance(v, bytes) else v for v in echoed] == ids

@@ -151,3 +151,44 @@ def test_an_explainer_config_naming_no_attribute_leaves_the_model_not_ready(bund
     model = ChurnPredictor("churn-badconfig", str(bundle_dir("logistic")), explainer_config=config)
     assert model.load() is False and model.ready is False
     assert "explainer.context: 'gendr' is not a customer attribute" in model.load_error
+
+
+def _with_ids(request, ids):
+    from kserve import InferInput
+
+    tensor = InferInput("customerID", [len(ids)], "BYTES")
+    tensor.set_data_from_numpy(np.array(ids, dtype=object), binary_data=False)
+    request.inputs.append(tensor)
+    return request
+
+
+def test_customer_ids_are_echoed_and_the_request_id_kept(predictor, customer_split):
+    frame = customer_split[1].iloc[:3]
+    ids = ["7590-VHVEG", "5575-GNVDE", "3668-QPYBK"]
+    request = _with_ids(v2_request(frame), ids)
+    request.id = "req-42"
+    response = predictor.predict(request)
+    assert response.id == "req-42"
+    assert response.get_output_by_name("customerID").data == ids
+    offline = predictor.bundle.model.predict_proba(frame)
+    np.testing.assert_array_equal(
+        response.get_output_by_name("churn_probability").data, offline.astype(np.float32)
+    )
+    anonymous = predictor.predict(v2_request(frame))
+    assert anonymous.get_output_by_name("customerID") is None
+    assert len(anonymous.id) == 36  # a uuid4 when the request names none
+
+
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [
+        (["", "b"], "is not an id"),
+        (["a\nb", "b"], "is not an id"),
+        (["x" * 65, "b"], "longer than 64"),
+        (["a"], "has 1 values, expected 2"),
+    ],
+)
+def test_bad_customer_ids_are_400s_naming_the_value(predictor, customer_split, ids, message):
+    request = _with_ids(v2_request(customer_split[1].iloc[:2]), ids)
+    with pytest.raises(kerr.InvalidInput, match=message):
+        predictor.predict(request)

@@ -115,8 +115,15 @@ def test_structure_errors():
     good = tensors([ROW])
     with pytest.raises(InvalidInput, match="missing column.*tenure"):
         decode_columns([t for t in good if t.name != "tenure"], SPECS, BY_NAME)
-    with pytest.raises(InvalidInput, match="unexpected input 'customerID'"):
-        decode_columns([*good, InferInput("customerID", [1], "BYTES", ["x"])], SPECS, BY_NAME)
+    with pytest.raises(InvalidInput, match="unexpected input 'customerId'"):
+        decode_columns([*good, InferInput("customerId", [1], "BYTES", ["x"])], SPECS, BY_NAME)
+    # the customer id is an id, not a feature: kept apart, checked as an id
+    cols = decode_columns([*good, InferInput("customerID", [1], "BYTES", ["x-1"])], SPECS, BY_NAME)
+    assert cols["customerID"].tolist() == ["x-1"]
+    with pytest.raises(InvalidInput, match="'customerID' has datatype INT64, expected BYTES"):
+        decode_columns([*good, InferInput("customerID", [1], "INT64", [7])], SPECS, BY_NAME)
+    with pytest.raises(InvalidInput, match="'customerID': value 7 at row 0 is not an id"):
+        decode_columns([*good, InferInput("customerID", [1], "BYTES", [7])], SPECS, BY_NAME)
     with pytest.raises(InvalidInput, match="'gender' appears more than once"):
         decode_columns([*good, good[0]], SPECS, BY_NAME)
     bad_shape = tensors([ROW])
