@@ -18,6 +18,7 @@ import pandas as pd
 
 from churn_core.config import ChurnConfig
 from churn_core.io import PICKLE_PROTOCOL, write_bytes_atomic
+from churn_core.settings import Settings
 from churn_model.features import ChurnFeatures
 
 # The one place the components image is named. The tag carries the package
@@ -76,13 +77,14 @@ def jsonable(obj: Any) -> Any:
 
 
 # -- KFP glue (no kfp import: the artifacts are passed in) -----------------------------
-def component_logging() -> None:
-    """Configure logging inside a KFP component (its entry point) from the CHURN_ settings."""
+def component_logging() -> Settings:
+    """A KFP component's entry: read the CHURN_ settings once, configure logging; the settings."""
     from churn_core.logs import configure_logging
     from churn_core.settings import Settings
 
     settings = Settings()
     configure_logging(settings.log_level, json_logs=settings.log_json)
+    return settings
 
 
 def annotate(artifact: Any, metadata: Mapping[str, Any]) -> None:

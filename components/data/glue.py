@@ -16,17 +16,9 @@ from churn_components import common
 from churn_components.data import steps as stages
 
 
-def _connection_string() -> str:
-    """The blob store's connection string: a component is an entry point, it reads the settings."""
-    from churn_core.settings import Settings
-
-    return Settings().azure_storage_connection_string
-
-
 def ingest(source_uri: str, artifact_store: str, raw: Any, metrics: Any) -> None:
     """The body of ingest_data."""
-    connection = _connection_string()
-    common.component_logging()
+    connection = common.component_logging().azure_storage_connection_string
     meta = stages.ingest_files(source_uri, raw.path, connection)
     common.annotate(raw, meta)
     common.log_metrics(metrics, meta, ("rows", "bytes", "synthetic"))
@@ -44,8 +36,7 @@ def validate(
     metrics: Any,
 ) -> None:
     """The body of validate_data: `data.max_rejected_share` from the config."""
-    connection = _connection_string()
-    common.component_logging()
+    connection = common.component_logging().azure_storage_connection_string
     config = common.config_from_json(config_json)
     meta = stages.validate_files(
         raw.path,
@@ -84,8 +75,7 @@ def preprocess(
     validated: Any, config_json: str, artifact_store: str, train: Any, test: Any, metrics: Any
 ) -> None:
     """The body of preprocess_data: `split.test_size` and `split.seed` from the config."""
-    connection = _connection_string()
-    common.component_logging()
+    connection = common.component_logging().azure_storage_connection_string
     split = common.config_from_json(config_json).split
     meta = stages.preprocess_files(
         validated.path,
@@ -122,8 +112,7 @@ def features(
     metrics: Any,
 ) -> None:
     """The body of fit_features: `features.tenure_bands` from the config."""
-    connection = _connection_string()
-    common.component_logging()
+    connection = common.component_logging().azure_storage_connection_string
     bands = common.config_from_json(config_json).features.tenure_bands
     meta = stages.features_files(
         train.path, transform.path, description.path, bands, upstream=dict(train.metadata)

@@ -84,10 +84,8 @@ def register(
     import pickle
 
     from churn_components.registry.steps import register_step
-    from churn_core.settings import Settings
 
-    connection_string = Settings().azure_storage_connection_string
-    component_logging()
+    connection_string = component_logging().azure_storage_connection_string
     result = register_step(
         {k: a.path for k, a in candidates.items()},
         evaluation.path,
