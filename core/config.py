@@ -374,6 +374,76 @@ class DriftConfig(_Strict):
         return self
 
 
+class EventsConfig(_Strict):
+    """The drift service's intake of the payload logger's CloudEvents."""
+
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)  # a larger event is refused (413)
+    queue_size: int = Field(10_000, ge=1)  # events accepted but not yet processed; full: 503
+    join_timeout_seconds: float = Field(60.0, gt=0)  # a request waits this long for its response
+    dedupe_seconds: float = Field(3600.0, gt=0)  # a (ce-id, ce-type) pair is remembered this long
+
+
+class FloorsConfig(_Strict):
+    """The performance a served model must keep; below a floor the model has decayed."""
+
+    roc_auc: float = Field(0.75, gt=0.5, le=1)
+    f1: float = Field(0.5, gt=0, le=1)
+
+
+class EstimateConfig(_Strict):
+    """Label-free performance estimates (confidence-based, from calibrated probabilities)."""
+
+    bootstrap: int = Field(200, ge=20)  # resamples for the interval
+    confidence: float = Field(0.9, gt=0.5, lt=1)  # two-sided interval
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    # the estimate is unreliable when more of a window than this lies outside the region
+    # the reference covered (numbers outside its range, categories it never had)
+    max_outside_share: float = Field(0.05, ge=0, le=1)
+
+
+class LabelsConfig(_Strict):
+    """Delayed labels joined to the logged predictions."""
+
+    cohort_days: int = Field(7, ge=1)  # predictions are grouped into cohorts of this many days
+    min_labels: int = Field(200, ge=1)  # a cohort is scored once this many of its labels are in
+    max_estimate_gap: float = Field(0.05, gt=0, le=1)  # |estimated - realized| ROC-AUC alert
+
+
+class TriggerConfig(_Strict):
+    """The retraining trigger: OK -> SUSPECT -> TRIGGERED -> COOLDOWN, per model.
+
+    A window counts as bad when it has at least `min_samples` rows and shows
+    drift on a feature among `features` (every feature when empty), the
+    lower bound of an estimated figure below its floor, or realized decay
+    (`decay_cohorts` labelled cohorts in a row below a floor). The trigger fires when `k` of the last `n`
+    windows are bad, starts one training run, then waits `cooldown_windows`
+    windows before it may fire again.
+    """
+
+    k: int = Field(3, ge=1)
+    n: int = Field(5, ge=1)
+    cooldown_windows: int = Field(30, ge=0)
+    min_samples: int = Field(200, ge=1)
+    features: tuple[Name, ...] = ()  # the features whose drift counts; () counts every feature
+    decay_cohorts: int = Field(2, ge=1)  # realized figures below a floor this many cohorts in a row
+
+    @model_validator(mode="after")
+    def _k_of_n(self) -> TriggerConfig:
+        if self.k > self.n:
+            raise FieldProblem("k", self.k, f"must be <= n ({self.n}): k of the last n windows")
+        return self
+
+
+class MonitorConfig(_Strict):
+    """The drift and decay service (`churn monitor`)."""
+
+    events: EventsConfig = EventsConfig()
+    floors: FloorsConfig = FloorsConfig()
+    estimate: EstimateConfig = EstimateConfig()
+    labels: LabelsConfig = LabelsConfig()
+    trigger: TriggerConfig = TriggerConfig()
+
+
 class ChurnConfig(_Strict):
     """The whole `model_config.yaml`."""
 
@@ -389,6 +459,7 @@ class ChurnConfig(_Strict):
     bundle: BundleConfig = BundleConfig()
     kfp: KFPConfig = KFPConfig()
     drift: DriftConfig = DriftConfig()
+    monitor: MonitorConfig = MonitorConfig()
 
     @model_validator(mode="after")
     def _explainer_sizes(self) -> ChurnConfig:

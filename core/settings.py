@@ -26,3 +26,7 @@ class Settings(BaseSettings):
     workers: int = 1
     log_level: str = "INFO"
     log_json: bool = False
+    # the drift service's database (SQLAlchemy URL): a SQLite file in the embedded default,
+    # PostgreSQL on a cluster (postgresql+psycopg://user:password@host/db)
+    monitor_db_url: str = "sqlite:///monitor.db"
+    monitor_port: int = 8090
