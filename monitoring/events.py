@@ -147,17 +147,17 @@ class _Tensor:
 def _split_body(body: bytes) -> tuple[dict[str, Any], bytes]:
     """The JSON document at the start of `body` and the bytes after it (binary tensors)."""
     try:
-        return orjson.loads(body), b""
+        document, rest = orjson.loads(body), b""
     except orjson.JSONDecodeError:
-        pass
-    try:
-        text = body.decode("utf-8", "surrogateescape")
-        document, end = json.JSONDecoder().raw_decode(text)
-    except (ValueError, RecursionError) as err:
-        raise EventRejected("bad_body", f"the body is not a v2 JSON document: {err}") from err
+        try:
+            text = body.decode("utf-8", "surrogateescape")
+            document, end = json.JSONDecoder().raw_decode(text)
+        except (ValueError, RecursionError) as err:
+            raise EventRejected("bad_body", f"the body is not a v2 JSON document: {err}") from err
+        rest = text[end:].encode("utf-8", "surrogateescape")
     if not isinstance(document, dict):
         raise EventRejected("bad_body", "the body's JSON is not an object")
-    return document, text[end:].encode("utf-8", "surrogateescape")
+    return document, rest
 
 
 def _binary(tensor: Mapping[str, Any], raw: bytes, offset: int) -> tuple[list[Any], int]:
