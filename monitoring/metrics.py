@@ -67,7 +67,6 @@ class MonitorMetrics:
             self.rejected.labels(reason)
         for reason in UNMATCHED_REASONS:
             self.unmatched.labels(reason)
-        self.duplicates.labels()
         self.window_drift.labels(model, version).set(0)
         self.window_samples.labels(model, version).set(0)
         self.open_samples.labels(model, version).set(0)
@@ -136,7 +135,7 @@ def monitor_metrics() -> MonitorMetrics:
             ["reason"],
             registry=r,
         ),
-        predictions=Counter("churn_drift_predictions", "Predictions stored", mv, registry=r),
+        predictions=Counter("churn_drift_predictions", "Predictions stored", ["model"], registry=r),
         queue_depth=Gauge(
             "churn_drift_queue_depth", "Events accepted and not yet processed", registry=r
         ),

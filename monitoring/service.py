@@ -27,11 +27,10 @@ back, and a trigger recorded without a run is started.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,10 +67,10 @@ ESTIMATOR_FILE = "monitor/estimator.json"
 
 
 class Launcher(Protocol):
-    """Starts one training run for a trigger; returns the run's id."""
+    """Starts one training run for a trigger (`churn_monitoring.launch`); returns its id."""
 
-    def start(self, trigger: TriggerRecord) -> str:
-        """Start the run; raise with the reason when it cannot start."""
+    def launch(self, trigger: Mapping[str, Any]) -> str:
+        """Start the run for ``{"reason": ..., "evidence": [...]}``; raise when it cannot."""
         ...
 
 
@@ -400,7 +399,14 @@ class Monitor:
 
         def start() -> None:
             try:
-                run_id = launcher.start(trigger)
+                run_id = launcher.launch(
+                    {
+                        "reason": trigger.reason,
+                        "evidence": trigger.evidence.get("windows", []),
+                        "model": trigger.model,
+                        "trigger_id": trigger.id,
+                    }
+                )
             except Exception as err:  # the reason is recorded with the trigger
                 logger.error("trigger %s: the training run did not start: %s", trigger.id, err)
                 self.store.update_trigger_run(trigger.id, None, f"failed: {err}"[:500])
@@ -490,17 +496,3 @@ def _lows(estimate: dict[str, Any] | None) -> dict[str, float] | None:
         if isinstance(entry, dict) and entry.get("low") is not None:
             out[figure] = float(entry["low"])
     return out
-
-
-def evidence_json(trigger: TriggerRecord) -> str:
-    """The trigger as the JSON the training run receives (reason and evidence)."""
-    return json.dumps(
-        {
-            "trigger_id": trigger.id,
-            "model": trigger.model,
-            "fired_at": trigger.fired_at.isoformat(),
-            "reason": trigger.reason,
-            "evidence": trigger.evidence,
-        },
-        sort_keys=True,
-    )
