@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "serve": "churn_inference.cli",
     "predict": "churn_inference.predict_cli",
     "score": "churn_components.scoring.cli",
+    "monitor": "churn_monitoring.cli",
 }
 
 logger = logging.getLogger("churn")

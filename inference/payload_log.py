@@ -191,7 +191,13 @@ class PayloadLogger:
             batch = [self._pending.popleft() for _ in range(min(256, len(self._pending)))]
             done = 0
             try:
-                if writer is None or writer.is_closing():
+                # a connection the sink closed (it restarted) is not reused: events written
+                # to it would be lost
+                if (
+                    writer is None
+                    or writer.is_closing()
+                    or (reader is not None and reader.at_eof())
+                ):
                     reader, writer = await asyncio.wait_for(
                         asyncio.open_connection(self._host, self._port, ssl=self._tls or None),
                         SEND_TIMEOUT_S,

@@ -132,10 +132,10 @@ def _status(db_url: str, model: str) -> int:
 
 
 def _launcher(args: argparse.Namespace, settings: Settings, config: ChurnConfig) -> Any:
-    from churn_monitoring.launch import KFPLauncher, LocalLauncher
-
     if args.launch == "none":
         return None
+    from churn_monitoring.launch import KFPLauncher, LocalLauncher
+
     if args.launch == "kfp":
         return KFPLauncher.from_settings(settings, config.kfp.endpoint)
     return LocalLauncher(extra_args=list(args.launch_arg))
@@ -177,7 +177,7 @@ def _serve(args: argparse.Namespace, settings: Settings, config: ChurnConfig, db
         watched.version,
         host,
         port,
-        store.describe(),
+        store.url,
     )
     try:
         uvicorn.run(
