@@ -88,3 +88,8 @@ clean: ## Remove local artifacts, runs and caches (not .venv)
 	rm -rf artifacts mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache
 
 .PHONY: help install test test-unit lint lint-workflows format demo bench bench-quick bench-model bench-drift bench-scoring compile manifests clean
+
+bench-trigger: install ## Retraining trigger: false alarms per window and per run, detection within 3 windows
+	.venv/bin/python bench/trigger_sim.py $(BENCH_ARGS)
+
+.PHONY: bench-trigger

@@ -1,9 +1,10 @@
 """`churn pipeline ...`: run the training pipeline locally, compile it, submit it.
 
     churn pipeline run --local [--source URI] [--no-register] [--replace-unreadable-champion]
+                               [--trigger FILE]
     churn pipeline compile [--output pipelines/churn_training.yaml]
     churn pipeline submit [--endpoint URL] [--source URI] [--tracking-uri URI]
-                          [--artifact-store URI] [--package FILE]
+                          [--artifact-store URI] [--package FILE] [--trigger FILE]
 
 `run --local` executes `churn-training` with `kfp.local.SubprocessRunner` in
 this environment, on the embedded defaults: data from `CHURN_DATA_URI`,
@@ -16,6 +17,9 @@ wall time of each stage and the total.
 Both `run --local` and `submit` pass the loaded `model_config.yaml`
 (``--config``, else ``CHURN_CONFIG_PATH``) as the run's ``config_json``
 argument: every stage of the run, the data stages included, uses it.
+``--trigger FILE`` (JSON: the retraining trigger's reason and evidence, as the
+drift service writes it) becomes the run's ``trigger`` argument, logged in the
+MLflow run of the model the run produces.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from urllib.parse import urlparse
 from churn_core.settings import Settings
 
 HELP = "training pipeline: run --local, compile, submit"
+
+TRIGGER_HELP = "JSON file: the retraining trigger's reason and evidence (logged in MLflow)"
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "selection.replace_unreadable_champion for this run; recorded in the decision)"
         ),
     )
+    run.add_argument("--trigger", default=None, help=TRIGGER_HELP)
     run.add_argument(
         "--verbose",
         action="store_true",
@@ -79,6 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     submit.add_argument(
         "--artifact-store", default=None, help="artifact store URI (default CHURN_ARTIFACT_ROOT)"
     )
+    submit.add_argument("--trigger", default=None, help=TRIGGER_HELP)
     submit.add_argument("--run-name", default=None, help="run name (default churn-training-<time>)")
 
 
@@ -110,7 +118,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             }
         )
     return run_local(
-        settings, config, source=args.source, register=not args.no_register, verbose=args.verbose
+        settings,
+        config,
+        source=args.source,
+        register=not args.no_register,
+        verbose=args.verbose,
+        trigger=trigger_text(args.trigger),
     )
 
 
@@ -120,6 +133,21 @@ def _compile(args: argparse.Namespace, config: Any) -> int:
     path = compile_pipeline(config, args.output or IR_FILE)
     print(f"compiled churn-training to {path}")
     return 0
+
+
+def trigger_text(path: str | None) -> str:
+    """The ``--trigger`` file's JSON text (checked: an object with a ``reason``); "" without."""
+    if path is None:
+        return ""
+    from churn_components.registry.steps import trigger_record
+    from churn_core.errors import InvalidInput
+
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise InvalidInput(f"--trigger {path}: cannot read it: {err}") from err
+    trigger_record(text)
+    return text
 
 
 def submit_arguments(args: argparse.Namespace, settings: Settings, config: Any) -> dict[str, str]:
@@ -145,6 +173,7 @@ def submit_arguments(args: argparse.Namespace, settings: Settings, config: Any) 
         "artifact_store": args.artifact_store or settings.artifact_root,
         "tracking_uri": tracking_uri,
         "config_json": config_json(config),
+        "trigger": trigger_text(getattr(args, "trigger", None)),
     }
 
 
@@ -254,6 +283,7 @@ def run_local(
     source: str | None = None,
     register: bool = True,
     verbose: bool = False,
+    trigger: str = "",
 ) -> int:
     """Run churn-training through kfp.local; print the time per stage and the total.
 
@@ -298,6 +328,7 @@ def run_local(
                 artifact_store=str(root),
                 tracking_uri=tracking_uri,
                 config_json=config_json(config),
+                trigger=trigger,
             )
     except Exception:
         if not verbose:

@@ -16,6 +16,9 @@ only the submitting client reads, is left out so the IR does not depend on the
 environment). Every stage that reads configuration, the data stages included,
 reads it from that one parameter: a run given another ``config_json`` uses it
 throughout, and the IR holds no configuration value anywhere else.
+``trigger`` is the retraining trigger's JSON (its reason and evidence; empty
+for a run started by hand): the register step logs it in the MLflow run of the
+model the run produces (``trigger.json``, tag ``trigger_reason``).
 `compile_pipeline` writes the IR YAML committed as ``pipelines/churn_training.yaml``.
 """
 
@@ -70,6 +73,7 @@ def build_pipeline(config: ChurnConfig) -> Any:
         artifact_store: str = "",
         tracking_uri: str = "",
         config_json: str = compiled_config,
+        trigger: str = "",
     ) -> str:
         data = add_data_stages(
             source_uri=source_uri, artifact_store=artifact_store, config_json=config_json
@@ -112,6 +116,7 @@ def build_pipeline(config: ChurnConfig) -> Any:
             config_json=config_json,
             tracking_uri=tracking_uri,
             artifact_store=artifact_store,
+            trigger=trigger,
         )
         registration.set_caching_options(False)  # writes to the registry
         return registration.outputs["Output"]

@@ -61,8 +61,12 @@ def register(
     metrics: Output[Metrics],
     curves: Output[ClassificationMetrics],
     report: Output[Markdown],
+    trigger: str = "",
 ) -> str:
-    """Write the model bundle, log it to MLflow, register it, move the aliases."""
+    """Write the model bundle, log it to MLflow, register it, move the aliases.
+
+    `trigger`: the retraining trigger's reason and evidence (JSON; empty when started by hand).
+    """
     from churn_components.registry import glue
 
     return glue.register(
@@ -80,4 +84,5 @@ def register(
         metrics,
         curves,
         report,
+        trigger,
     )

@@ -79,8 +79,12 @@ def register(
     metrics: Any,
     curves: Any,
     report: Any,
+    trigger: str = "",
 ) -> str:
-    """The body of the register component; returns the registered (or content) version."""
+    """The body of the register component; returns the registered (or content) version.
+
+    `trigger`: the retraining trigger's JSON (empty when started by hand), logged in the run.
+    """
     import pickle
 
     from churn_components.registry.steps import register_step
@@ -100,6 +104,7 @@ def register(
         artifact_store=artifact_store,
         connection_string=connection_string,
         transform_sha256=transform.metadata.get("sha256"),
+        trigger=trigger,
     )
     stored = pickle.loads(Path(evaluation.path).read_bytes())  # noqa: S301 - our own artifact
     selected = result["selected"]

@@ -18,6 +18,7 @@ the training stages' outputs (`churn_components.training.steps`).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from churn_components.training.evaluate import Evaluation
 from churn_components.training.steps import load_candidates, summary
 from churn_components.training.train import Candidate, labels
 from churn_core.config import ChurnConfig
-from churn_core.errors import BundleIntegrityError, GateError, StoreError
+from churn_core.errors import BundleIntegrityError, GateError, InvalidInput, StoreError
 from churn_model.features import ChurnFeatures
 
 logger = logging.getLogger(__name__)
@@ -190,13 +191,15 @@ def register_step(
     connection_string: str = "",
     run_name: str = "churn-training",
     transform_sha256: str | None = None,
+    trigger: str = "",
 ) -> dict[str, Any]:
     """Write the bundle of the selected candidate; log and register it in MLflow; publish it.
 
     Without a tracking URI the bundle's version is a content hash and nothing
     is registered. With an artifact store URI the bundle is also copied to
     ``bundles/<name>/<version>/`` there (`connection_string` for a blob store;
-    empty: DefaultAzureCredential).
+    empty: DefaultAzureCredential). `trigger`: the retraining trigger's JSON
+    (`trigger_record`; empty for a run started by hand), logged in the MLflow run.
     """
     assembled = assemble_model(
         candidate_paths,
@@ -208,6 +211,7 @@ def register_step(
         transform_sha256,
     )
     records = describe_model(assembled, decision, data_metadata, config)
+    started_by = trigger_record(trigger)
     if tracking_uri:
         registered = log_and_register(
             assembled,
@@ -217,6 +221,7 @@ def register_step(
             tracking_uri=tracking_uri,
             artifact_root=artifact_store,
             run_name=run_name,
+            trigger=started_by,
         )
     else:
         meta = write_bundle(bundle_dir, assembled, records, config, version=None)
@@ -424,8 +429,12 @@ def log_and_register(
     tracking_uri: str,
     artifact_root: str = "",
     run_name: str = "churn-training",
+    trigger: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One MLflow run: write the bundle as the next version, log its record, register it.
+
+    `trigger` (`trigger_record`) goes into the run as ``trigger.json`` and the
+    ``trigger_reason`` tag.
 
     Raises:
         StoreError: the registry could not be reached or refused a write; the run
@@ -456,6 +465,9 @@ def log_and_register(
                 mlflow_run={"run_id": run_id, "experiment": experiment},
             )
             params, metrics, tags = run_record(assembled, records, config, meta)
+            documents: dict[str, Any] = {"trigger.json": trigger} if trigger else {}
+            if trigger:
+                tags["trigger_reason"] = str(trigger["reason"])[:4000]
             log_run(
                 client,
                 run_id,
@@ -467,6 +479,7 @@ def log_and_register(
                     "decision.json": records.selection,
                     "evaluation.json": assembled.summaries,
                     "bundle_metadata.json": meta,
+                    **documents,
                 },
                 texts={"report.md": records.report},
             )
@@ -491,6 +504,22 @@ def log_and_register(
         "model_uri": registration.model_uri,
         "aliases": list(registration.aliases),
     }
+
+
+def trigger_record(trigger: str) -> dict[str, Any] | None:
+    """The retraining trigger's JSON (a ``reason`` sentence, its evidence); None when empty."""
+    if not trigger.strip():
+        return None
+    try:
+        record = json.loads(trigger)
+    except ValueError as err:
+        raise InvalidInput(f"trigger parameter: not JSON ({err}): {trigger[:200]!r}") from err
+    if not isinstance(record, dict) or not isinstance(record.get("reason"), str):
+        raise InvalidInput(
+            "trigger parameter: expected a JSON object with a 'reason' string, "
+            f"got {trigger[:200]!r}"
+        )
+    return record
 
 
 def publish(
