@@ -2,7 +2,8 @@
 
 A SQLite file in the embedded default (WAL, a busy timeout, foreign keys on,
 every transaction `BEGIN IMMEDIATE` so two writers queue instead of failing),
-PostgreSQL on a cluster through psycopg 3 (`postgresql+psycopg://user:pw@host/db`).
+PostgreSQL on a cluster through psycopg 3 (`postgresql+psycopg://user:pw@host/db`;
+a plain `postgresql://` URL gets psycopg 3 too, never the absent psycopg2).
 Every method is one short transaction on a pooled connection, so one store
 may be shared by several threads.
 
