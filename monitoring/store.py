@@ -2,7 +2,8 @@
 
 A SQLite file in the embedded default (WAL, a busy timeout, foreign keys on,
 every transaction `BEGIN IMMEDIATE` so two writers queue instead of failing),
-PostgreSQL on a cluster through psycopg 3 (`postgresql+psycopg://user:pw@host/db`).
+PostgreSQL on a cluster through psycopg 3 (`postgresql+psycopg://user:pw@host/db`;
+a plain `postgresql://` URL gets psycopg 3 too, never the absent psycopg2).
 Every method is one short transaction on a pooled connection, so one store
 may be shared by several threads.
 
@@ -70,7 +71,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import RowMapping, make_url
+from sqlalchemy.engine import URL, RowMapping, make_url
 from sqlalchemy.types import TypeDecorator
 
 from churn_core.errors import ChurnError, InvalidInput, NotFound
@@ -248,14 +249,19 @@ class MonitorStore:
         try:
             parsed = make_url(url)
         except exc.ArgumentError as err:
-            raise InvalidInput(f"monitor database URL {url!r} is not a SQLAlchemy URL") from err
+            raise InvalidInput(
+                "the monitor database URL is not a SQLAlchemy URL "
+                "(sqlite:///path or postgresql+psycopg://user:password@host/db)"
+            ) from err
+        if parsed.drivername == "postgresql":  # the default driver would be psycopg2
+            parsed = parsed.set(drivername="postgresql+psycopg")
         self.dialect = parsed.get_backend_name()
         if self.dialect not in ("sqlite", "postgresql"):
             raise InvalidInput(
                 f"monitor database {self.url}: only sqlite:/// and postgresql+psycopg:// "
                 f"are supported, not {self.dialect}"
             )
-        self._engine = self._make_engine(url)
+        self._engine = self._make_engine(parsed)
         try:
             self._create_schema()
         except BaseException:
@@ -263,7 +269,7 @@ class MonitorStore:
             raise
 
     # -- connection ---------------------------------------------------------------
-    def _make_engine(self, url: str) -> Engine:
+    def _make_engine(self, url: URL) -> Engine:
         try:
             if self.dialect == "sqlite":
                 engine = create_engine(
@@ -303,6 +309,10 @@ class MonitorStore:
                 ) from err
             raise MonitorStoreError(
                 f"monitor database {self.url} refused {what}: {_first_line(err)}"
+            ) from err
+        except exc.TimeoutError as err:  # every pooled connection busy for pool_timeout
+            raise StoreUnavailable(
+                f"monitor database {self.url} is unavailable ({what}): {_first_line(err)}"
             ) from err
         except exc.SQLAlchemyError as err:
             raise MonitorStoreError(

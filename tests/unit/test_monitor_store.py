@@ -321,3 +321,13 @@ def test_a_wrong_password_and_a_foreign_schema_are_clear_errors(
         MonitorStore(monitor_url)
     with pytest.raises(InvalidInput, match="only sqlite"):
         MonitorStore("mysql://u@localhost/db")
+    with pytest.raises(InvalidInput, match="not a SQLAlchemy URL") as caught:
+        MonitorStore("monitor.db?password=hunter2")
+    assert "hunter2" not in str(caught.value)
+
+
+def test_a_plain_postgresql_url_uses_psycopg_3(postgres_server: PostgresHandle) -> None:
+    url = postgres_server.new_database().replace("postgresql+psycopg://", "postgresql://")
+    with MonitorStore(url) as store:
+        store.ping()
+        assert store.add_predictions([pred("e1")]) == 1
