@@ -118,3 +118,25 @@ def test_a_local_run_that_fails_reports_why(tmp_path: Path) -> None:
     with pytest.raises(LaunchError, match=rf"run {run_id} failed \(exit [1-9]\d*\)") as err:
         launcher.wait(run_id, timeout=120)
     assert "missing.yaml" in str(err.value)
+
+
+def test_submit_trigger_file_becomes_the_runs_trigger_argument(tmp_path: Path) -> None:
+    from churn_core.cli import build_parser
+    from churn_core.config import load_config
+    from churn_core.errors import InvalidInput
+    from churn_core.settings import Settings
+    from churn_pipelines.cli import submit_arguments
+
+    good, bad = tmp_path / "trigger.json", tmp_path / "bad.json"
+    good.write_text(trigger_json(TRIGGER))
+    bad.write_text('{"evidence": []}')
+    config = load_config(ROOT / "model_config.yaml")
+    common = ["pipeline", "submit", "--tracking-uri", "http://mlflow.invalid", "--trigger"]
+    args = build_parser().parse_args([*common, str(good)])
+    assert json.loads(submit_arguments(args, Settings(), config)["trigger"]) == TRIGGER
+    args = build_parser().parse_args([*common, str(bad)])
+    with pytest.raises(InvalidInput, match="'reason' string"):
+        submit_arguments(args, Settings(), config)
+    args = build_parser().parse_args([*common, str(tmp_path / "none.json")])
+    with pytest.raises(InvalidInput, match="cannot read it"):
+        submit_arguments(args, Settings(), config)
