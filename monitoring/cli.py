@@ -13,10 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from churn_core.errors import ConfigError
 from churn_core.settings import Settings
 
 if TYPE_CHECKING:
@@ -49,10 +51,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Kubeflow Pipelines (CHURN_KFP_ENDPOINT / kfp.endpoint), or not at all",
     )
     serve.add_argument(
-        "--launch-arg",
-        action="append",
-        default=[],
-        help="an extra argument for `churn pipeline run --local` (repeatable)",
+        "--run-dir",
+        default="artifacts/triggered-runs",
+        help="local launches: where each run's trigger JSON and log go",
+    )
+    serve.add_argument("--kfp-endpoint", help="--launch kfp: the KFP API (default kfp.endpoint)")
+    serve.add_argument(
+        "--pipeline-package",
+        default="pipelines/churn_training.yaml",
+        help="--launch kfp: the compiled churn-training pipeline",
     )
     labels = sub.add_parser("labels", help="store delayed labels (customerID, churned, date)")
     labels.add_argument("file", help="CSV or Parquet file")
@@ -132,17 +139,40 @@ def _status(db_url: str, model: str) -> int:
 
 
 def _launcher(args: argparse.Namespace, settings: Settings, config: ChurnConfig) -> Any:
+    """How a trigger starts its training run (`churn_monitoring.launch`)."""
     if args.launch == "none":
         return None
     from churn_monitoring.launch import KFPLauncher, LocalLauncher
 
     if args.launch == "kfp":
-        return KFPLauncher.from_settings(settings, config.kfp.endpoint)
-    return LocalLauncher(extra_args=list(args.launch_arg))
+        endpoint = args.kfp_endpoint or config.kfp.endpoint
+        if not endpoint:
+            raise ConfigError("--launch kfp needs --kfp-endpoint or kfp.endpoint in the config")
+        # the same arguments `churn pipeline submit` passes (the config travels as JSON,
+        # without its kfp section, as the pipeline's components receive it)
+        config_json = json.dumps(config.model_dump(mode="json", exclude={"kfp"}), sort_keys=True)
+        return KFPLauncher(
+            endpoint,
+            args.pipeline_package,
+            config.kfp.experiment,
+            namespace=config.kfp.namespace,
+            arguments={
+                "source_uri": settings.data_uri,
+                "artifact_store": settings.artifact_root,
+                "tracking_uri": settings.mlflow_tracking_uri,
+                "config_json": config_json,
+            },
+        )
+    return LocalLauncher(
+        args.run_dir,
+        command=(sys.executable, "-m", "churn_core.cli"),
+        config_path=settings.config_path,
+    )
 
 
 def _serve(args: argparse.Namespace, settings: Settings, config: ChurnConfig, db_url: str) -> int:
     import uvicorn
+    from prometheus_client import disable_created_metrics
 
     from churn_inference.loading import fetch_bundle
     from churn_monitoring.app import Worker, build_app
@@ -163,6 +193,7 @@ def _serve(args: argparse.Namespace, settings: Settings, config: ChurnConfig, db
         )
         watched = load_watched(bundle)
     store = MonitorStore(db_url)
+    disable_created_metrics()  # no *_created series: the alerts read none of them
     metrics = monitor_metrics()
     monitor = Monitor(config, store, watched, metrics, launcher=_launcher(args, settings, config))
     monitor.restore()

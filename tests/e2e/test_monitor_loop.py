@@ -39,6 +39,7 @@ def loop_config(tmp: Path) -> Path:
     config["monitor"]["trigger"].update(k=2, n=3, min_samples=100, cooldown_windows=10)
     config["models"]["enabled"] = ["logistic"]
     config["evaluation"].update(cv_folds=2, cv_repeats=1)
+    config["kfp"]["endpoint"] = ""
     path = tmp / "model_config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -156,7 +157,7 @@ def test_drift_in_live_traffic_starts_one_training_run(
         assert len(list((tmp_path / "runs").glob("*.trigger.json"))) == 1
 
         metrics = service.metrics()
-        assert 'churn_trigger_fired_total{model="churn"}' in metrics
+        assert 'churn_trigger_state{model="churn",state="COOLDOWN"} 1.0' in metrics
         assert 'churn_drift_events_rejected_total{reason="bad_body"} 0.0' in metrics
 
         # the run trains, registers and logs the trigger in the model's MLflow run
