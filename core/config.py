@@ -415,9 +415,9 @@ class TriggerConfig(_Strict):
     A window counts as bad when it has at least `min_samples` rows and shows
     drift on a feature among `features` (every feature when empty), the
     lower bound of an estimated figure below its floor, or realized decay
-    (`decay_cohorts` labelled cohorts in a row below a floor). The trigger fires when `k` of the last `n`
-    windows are bad, starts one training run, then waits `cooldown_windows`
-    windows before it may fire again.
+    (`decay_cohorts` labelled cohorts in a row below a floor). The trigger
+    fires when `k` of the last `n` windows are bad, starts one training
+    run, then waits `cooldown_windows` windows before it may fire again.
     """
 
     k: int = Field(3, ge=1)

@@ -203,6 +203,7 @@ def _tensors(document: Mapping[str, Any], raw: bytes, key: str) -> list[_Tensor]
     for entry in entries:
         if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
             raise EventRejected("bad_body", f"an entry of {key!r} is not a named tensor")
+        data: Any
         if "binary_data_size" in (entry.get("parameters") or {}):
             data, offset = _binary(entry, raw, offset)
         else:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from churn_monitoring.events import REQUEST_TYPE, CloudEvent
 
@@ -93,12 +94,8 @@ class Joiner:
             self._counts.unmatched[reason] += 1
             self._expired[event_id] = at
         forget = now - self.dedupe_s
-        for memory in (self._seen, self._expired):
-            while memory:
-                key, at = next(iter(memory.items()))
-                if at > forget:
-                    break
-                del memory[key]
+        _forget_before(self._seen, forget)
+        _forget_before(self._expired, forget)
 
     def flush(self) -> None:
         """Expire every waiting half now (at shutdown: they are unmatched)."""
@@ -108,3 +105,12 @@ class Joiner:
         """The counts since the last call, reset."""
         counts, self._counts = self._counts, JoinCounts()
         return counts
+
+
+def _forget_before(memory: OrderedDict[Any, float], limit: float) -> None:
+    """Drop the entries (in time order) noted at or before `limit`."""
+    while memory:
+        key, at = next(iter(memory.items()))
+        if at > limit:
+            break
+        del memory[key]

@@ -95,9 +95,8 @@ def _expected_columns(frame: pd.DataFrame) -> dict[str, list]:
 
 def test_a_json_request_decodes_into_the_contract_columns(customers: pd.DataFrame) -> None:
     body = v2_body(customers, id="req-7")
-    body["inputs"].append(
-        {"name": "customerID", "shape": [8], "datatype": "BYTES", "data": [f"c{i}" for i in range(8)]}
-    )
+    ids = [f"c{i}" for i in range(8)]
+    body["inputs"].append({"name": "customerID", "shape": [8], "datatype": "BYTES", "data": ids})
     decoded = decode_request(orjson.dumps(body))
     assert decoded.rows == 8
     assert list(decoded.ids) == [f"c{i}" for i in range(8)]
