@@ -309,9 +309,9 @@ def decode_response(body: bytes) -> DecodedResponse:
 
 
 def feature_rows(columns: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
-    """Column arrays as one plain dict of the contract's attributes per customer."""
+    """Column arrays as one plain dict of the contract's attributes per customer (NaN as None)."""
     names = [c.name for c in FEATURE_COLUMNS]
-    lists = [columns[n].tolist() for n in names]
+    lists = [[None if v != v else v for v in columns[n].tolist()] for n in names]  # NaN: null
     return [dict(zip(names, values, strict=True)) for values in zip(*lists, strict=True)]
 
 

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from churn_core.config import ChurnConfig
-from churn_core.errors import BundleUnusable
+from churn_core.errors import BundleUnusable, InvalidInput
 from churn_model.bundle import verify_bundle
 from churn_model.contract import FEATURE_COLUMNS
 from churn_model.drift import DriftDetector, load_detector
@@ -56,7 +56,7 @@ from churn_monitoring.join import Joiner, Pair
 from churn_monitoring.labels import decay_confirmed, realized_performance
 from churn_monitoring.metrics import MonitorMetrics
 from churn_monitoring.records import Label, Prediction, TriggerRecord, WindowRecord
-from churn_monitoring.store import MonitorStore
+from churn_monitoring.store import MonitorStore, StoreUnavailable
 from churn_monitoring.trigger import TriggerMachine, WindowEvidence
 from churn_monitoring.windows import ClosedWindow, OpenWindow, take_windows
 
@@ -201,8 +201,16 @@ class Monitor:
             self.close_due(self.clock())
             return 0
         models = {r.model for r in self._unstored}
-        stored = self.store.add_predictions(self._unstored)
-        self._unstored = []
+        rows, self._unstored = self._unstored, []
+        try:
+            stored = self.store.add_predictions(rows)
+        except StoreUnavailable:
+            self._unstored = rows  # held: stored once the database answers again
+            raise
+        except InvalidInput as err:  # rows the database refuses: counted, never retried forever
+            self.metrics.rejected.labels("internal").inc(len(rows))
+            logger.error("%d prediction(s) could not be stored: %s", len(rows), err)
+            return 0
         if stored:
             for model in models:
                 self._reload(model)
