@@ -93,3 +93,8 @@ bench-trigger: install ## Retraining trigger: false alarms per window and per ru
 	.venv/bin/python bench/trigger_sim.py $(BENCH_ARGS)
 
 .PHONY: bench-trigger
+
+bench-estimate: install ## Label-free performance estimate: error and coverage under shift, divergence, time
+	.venv/bin/python bench/estimate.py $(BENCH_ARGS)
+
+.PHONY: bench-estimate

@@ -11,6 +11,8 @@ Layout (bundle format 2)::
     model/features/*.npy   the fitted transform's mean and scale
     model/estimator/...    logistic: coef.npy; xgboost: booster.ubj (XGBoost's own
                            model file); mlp: one .npy per state_dict tensor
+    monitor/estimator.json the label-free performance estimator (`churn_model.estimate`),
+                           when the writer had held-out rows to calibrate it on
     ...                    anything else the writer adds (drift reference, explainer data)
 
 The stored model is data, not class paths: `load_model` rebuilds every object
@@ -33,9 +35,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from churn_core.config import EstimateConfig
 from churn_core.errors import BundleIntegrityError, BundleUnusable, NotFound
 from churn_core.io import sha256_bytes, sha256_file
 from churn_model.calibration import IsotonicCalibrator, SigmoidCalibrator
+from churn_model.estimate import PerformanceEstimator, read_estimator
 from churn_model.features import ChurnFeatures
 from churn_model.model import ChurnModel
 from churn_model.scorers import LogisticScorer, MLPScorer, XGBoostScorer
@@ -48,6 +52,7 @@ METADATA = "metadata.json"
 MODEL = "model.json"
 MODEL_DIR = "model"
 PICKLED_MODEL = "model.pkl"
+ESTIMATOR = "monitor/estimator.json"  # the label-free performance estimator
 # what each bundle format keeps its model in (format 1 has no "format" key)
 FORMATS = {1: f"pickled {PICKLED_MODEL}", 2: f"{MODEL} with .npy arrays"}
 _MODEL_FILE = {1: PICKLED_MODEL, 2: MODEL}
@@ -250,3 +255,29 @@ def load_model(directory: str | Path) -> tuple[ChurnModel, dict[str, Any]]:
     model = read_model(directory, meta)
     logger.info("loaded bundle %s (%s v%s)", directory, meta.get("name"), meta.get("version"))
     return model, meta
+
+
+def load_bundle_estimator(
+    directory: str | Path,
+    config: EstimateConfig | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> PerformanceEstimator:
+    """The bundle's label-free performance estimator (``monitor/estimator.json``).
+
+    Every file's sha256 is checked first (`verify_bundle`) unless `metadata` from
+    a verified load (`load_model`) is given. `config` replaces the stored
+    settings (the drift service's `monitor.estimate`).
+
+    Raises:
+        NotFound: no metadata.json, or a bundle written without an estimator.
+        BundleIntegrityError: a file is missing or does not match its sha256.
+        BundleUnusable: an estimator of another format, or one that cannot be rebuilt.
+    """
+    root = Path(directory)
+    meta = verify_bundle(root) if metadata is None else metadata
+    if ESTIMATOR not in (meta.get("files") or {}):
+        raise NotFound(
+            f"{root}: the bundle has no performance estimator ({ESTIMATOR}); it was written "
+            "without held-out rows or by an older release"
+        )
+    return read_estimator((root / ESTIMATOR).read_bytes(), f"{root}/{ESTIMATOR}", config)

@@ -19,6 +19,9 @@ A bundle (see `churn_model.bundle`) written here holds:
                                (the raw customer attributes)
 ``drift/``                     the drift detector fitted on that reference
                                (`churn_model.drift`: ``drift.json`` + ``.npy``)
+``monitor/estimator.json``     the label-free performance estimator
+                               (`churn_model.estimate`): recalibration fitted on
+                               the held-out rows, the reference's region
 ``explainer/background.npy``   a seeded sample of transformed training rows
 ``explainer/explainer.json``   output feature -> customer attributes it comes from
 ``report.md``                  the model report (also shown in the KFP UI)
@@ -42,10 +45,12 @@ import pandas as pd
 
 from churn_core.config import ChurnConfig
 from churn_core.io import sha256_bytes
-from churn_model.bundle import FORMAT, MODEL, model_files, write_bundle
+from churn_model.bundle import ESTIMATOR, FORMAT, MODEL, model_files, write_bundle
 from churn_model.contract import FEATURE_COLUMNS, FEATURE_NAMES, Categorical
 from churn_model.drift import FORMAT_VERSION as DRIFT_FORMAT
 from churn_model.drift import detector_files, fit_detector
+from churn_model.estimate import FORMAT_VERSION as ESTIMATOR_FORMAT
+from churn_model.estimate import estimator_bytes, fit_estimator
 from churn_model.model import ChurnModel
 from churn_model.serialize import npy_bytes
 
@@ -133,6 +138,7 @@ def bundle_contents(
     version: str | None = None,
     report: str = "",
     extra: Mapping[str, Any] | None = None,
+    held_out: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[dict[str, bytes], dict[str, Any]]:
     """The bundle's files and metadata (without the per-file sha256, added when written).
 
@@ -147,6 +153,9 @@ def bundle_contents(
             records the sha256 of every file of the model).
         report: the Markdown model report.
         extra: more metadata (the gate decision, the run id, ...).
+        held_out: the served model's probabilities on the held-out rows and their
+            labels: the performance estimator is calibrated on them (never on
+            training rows); None: the bundle has no estimator.
     """
     seed = config.split.seed
     stored_model = model_files(model)
@@ -179,6 +188,20 @@ def bundle_contents(
         EXPLAINER: (json.dumps(explainer, indent=2) + "\n").encode(),
     }
     files.update({f"{DRIFT}/{name}": data for name, data in detector_files(detector).items()})
+    monitor: dict[str, Any] = {}
+    if held_out is not None:
+        probabilities, labels = held_out
+        estimator = fit_estimator(
+            probabilities, labels, reference, model.threshold, config.monitor.estimate
+        )
+        files[ESTIMATOR] = estimator_bytes(estimator)
+        monitor = {
+            "monitor": {
+                "estimator": ESTIMATOR,
+                "format": ESTIMATOR_FORMAT,
+                "calibration_rows": int(len(labels)),
+            }
+        }
     if report:
         files[REPORT] = report.encode()
     thresholds = dict(summary["thresholds"])
@@ -206,6 +229,7 @@ def bundle_contents(
         "reference": {"file": REFERENCE, "rows": int(n_ref)},
         "drift": {"dir": DRIFT, "backend": config.drift.backend, "format": DRIFT_FORMAT},
         "explainer": {"background": BACKGROUND, "file": EXPLAINER},
+        **monitor,
         **dict(extra or {}),
     }
     return files, metadata

@@ -377,6 +377,7 @@ def write_bundle(
         version=version,
         report=records.report,
         extra=extra,
+        held_out=(assembled.p_test, assembled.y_test),
     )
     write_model_bundle(bundle_dir, files, meta)
     return meta
