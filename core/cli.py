@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "serve": "churn_inference.cli",
     "predict": "churn_inference.predict_cli",
     "score": "churn_components.scoring.cli",
+    "rollout": "churn_rollout.cli",
 }
 
 logger = logging.getLogger("churn")
