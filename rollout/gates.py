@@ -7,7 +7,9 @@ threshold, and the minimum n it waited for):
 - **error rate**: one-sided two-proportion z-test, canary worse than stable.
   Holds until the canary has the requests needed to catch a regression of
   `error_rate_difference` with probability `power` (the two-proportion sample
-  size formula, for the window's actual stable/canary allocation).
+  size formula, for the window's actual stable/canary allocation), and while
+  the canary's 95% Wilson upper bound is above the stable rate plus that
+  difference (0 errors in 100 requests still allows 3.7%).
 - **latency**: the `latency_quantile` of KServe's predict histogram (bucket
   interpolation, as Prometheus's `histogram_quantile`); the canary/stable
   ratio fails above `latency_ratio`. Holds until each revision has
@@ -124,7 +126,7 @@ def _round(value: Any) -> Any:
     return value
 
 
-def test_alpha(config: RolloutConfig) -> float:
+def per_test_alpha(config: RolloutConfig) -> float:
     """The significance level of each test: alpha split over the tests of every step."""
     return config.alpha / (len(TESTED_GATES) * len(config.steps))
 
@@ -234,6 +236,17 @@ def ks_binned(
     return distance, min(p_value, 1.0), n_eff
 
 
+def wilson_upper(x: int, n: int, confidence: float = 0.95) -> float:
+    """The upper end of the two-sided Wilson interval of `x / n` (0 in 100: 3.7% at 95%)."""
+    if n <= 0:
+        return 1.0
+    z = stats.norm.ppf(1 - (1 - confidence) / 2)
+    p = x / n
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return min(1.0, (centre + spread) / (1 + z * z / n))
+
+
 def two_proportion_z(x1: int, n1: int, x2: int, n2: int) -> float:
     """Pooled z statistic of `x2/n2 - x1/n1` (0 when both rates are 0 or 1)."""
     pooled = (x1 + x2) / (n1 + n2)
@@ -247,7 +260,7 @@ def two_proportion_z(x1: int, n1: int, x2: int, n2: int) -> float:
 def error_rate_gate(window: StepWindow, config: RolloutConfig) -> GateResult:
     """FAIL when the canary's error rate is significantly above the stable one's."""
     s, c = window.stable, window.canary
-    alpha = test_alpha(config)
+    alpha = per_test_alpha(config)
     threshold = config.error_rate_difference
     if s.requests == 0 or c.requests == 0:
         return GateResult(
@@ -264,10 +277,14 @@ def error_rate_gate(window: StepWindow, config: RolloutConfig) -> GateResult:
     z = two_proportion_z(s.errors, s.requests, c.errors, c.requests)
     p_value = float(stats.norm.sf(z))
     details = {"rate_stable": p_s, "rate_canary": p_c, "alpha": alpha, "power": config.power}
+    details["upper_canary"] = wilson_upper(c.errors, c.requests)
     if c.requests < need or s.requests < need:
         verdict, reason = Verdict.HOLD, f"needs {need} requests per revision to tell +{threshold}"
     elif p_value < alpha:
         verdict, reason = Verdict.FAIL, "canary error rate significantly above stable"
+    elif details["upper_canary"] > p_s + threshold:
+        verdict = Verdict.HOLD
+        reason = f"canary rate may still be {details['upper_canary']:.3g} (95% Wilson)"
     else:
         verdict, reason = Verdict.PASS, f"no regression of {threshold} at power {config.power}"
     return GateResult(
@@ -324,7 +341,7 @@ def probability_ks_gate(window: StepWindow, config: RolloutConfig) -> GateResult
     """FAIL when the served probability distributions differ (KS), by half the bound or more."""
     s, c = window.stable.probability_buckets, window.canary.probability_buckets
     n_s, n_c = int(histogram_count(s)), int(histogram_count(c))
-    alpha = test_alpha(config)
+    alpha = per_test_alpha(config)
     need = min_n_ks(config.ks_distance, alpha, config.power)
     threshold = config.ks_distance
     if n_s == 0 or n_c == 0:
@@ -363,7 +380,7 @@ def probability_ks_gate(window: StepWindow, config: RolloutConfig) -> GateResult
 def positive_rate_gate(window: StepWindow, config: RolloutConfig) -> GateResult:
     """FAIL when the share predicted to churn differs, by half the bound or more."""
     s, c = window.stable, window.canary
-    alpha = test_alpha(config)
+    alpha = per_test_alpha(config)
     threshold = config.positive_rate_difference
     if s.predictions == 0 or c.predictions == 0:
         return GateResult(
