@@ -4,12 +4,13 @@ Each gate compares the canary revision with the stable one and answers PASS,
 FAIL or HOLD, with its evidence (n per revision, statistic, p-value or bound,
 threshold, and the minimum n it waited for):
 
-- **error rate**: one-sided two-proportion z-test, canary worse than stable.
+- **error rate**: one-sided two-proportion test, canary worse than stable
+  (the exact conditional binomial test; the statistic quoted is the z).
   Holds until the canary has the requests needed to catch a regression of
   `error_rate_difference` with probability `power` (the two-proportion sample
-  size formula, for the window's actual stable/canary allocation), and while
-  the canary's 95% Wilson upper bound is above the stable rate plus that
-  difference (0 errors in 100 requests still allows 3.7%).
+  size formula, for the window's actual stable/canary allocation, from the
+  stable rate's 95% Wilson upper bound: 0 errors in 100 requests still
+  allows 3.7%).
 - **latency**: the `latency_quantile` of KServe's predict histogram (bucket
   interpolation, as Prometheus's `histogram_quantile`); the canary/stable
   ratio fails above `latency_ratio`. Holds until each revision has
@@ -247,6 +248,20 @@ def wilson_upper(x: int, n: int, confidence: float = 0.95) -> float:
     return min(1.0, (centre + spread) / (1 + z * z / n))
 
 
+def conditional_p_value(x_s: int, n_s: int, x_c: int, n_c: int) -> float:
+    """One-sided exact p-value that the canary's rate is above the stable one's.
+
+    Conditional on the errors of both revisions together, the canary's share of
+    them is binomial with its share of the requests under equal rates (the
+    conditional binomial test; errors are rare, where the z-test's normal
+    approximation rejects too often).
+    """
+    total = x_s + x_c
+    if total == 0:
+        return 1.0
+    return float(stats.binom.sf(x_c - 1, total, n_c / (n_s + n_c)))
+
+
 def two_proportion_z(x1: int, n1: int, x2: int, n2: int) -> float:
     """Pooled z statistic of `x2/n2 - x1/n1` (0 when both rates are 0 or 1)."""
     pooled = (x1 + x2) / (n1 + n2)
@@ -273,18 +288,18 @@ def error_rate_gate(window: StepWindow, config: RolloutConfig) -> GateResult:
             reason="no requests on a revision",
         )
     p_s, p_c = s.errors / s.requests, c.errors / c.requests
-    need = min_n_two_proportions(p_s, threshold, alpha, config.power, ratio=s.requests / c.requests)
+    baseline = wilson_upper(s.errors, s.requests)  # the stable rate may be this high
+    need = min_n_two_proportions(
+        baseline, threshold, alpha, config.power, ratio=s.requests / c.requests
+    )
     z = two_proportion_z(s.errors, s.requests, c.errors, c.requests)
-    p_value = float(stats.norm.sf(z))
+    p_value = conditional_p_value(s.errors, s.requests, c.errors, c.requests)
     details = {"rate_stable": p_s, "rate_canary": p_c, "alpha": alpha, "power": config.power}
-    details["upper_canary"] = wilson_upper(c.errors, c.requests)
+    details["baseline"] = baseline
     if c.requests < need or s.requests < need:
         verdict, reason = Verdict.HOLD, f"needs {need} requests per revision to tell +{threshold}"
     elif p_value < alpha:
         verdict, reason = Verdict.FAIL, "canary error rate significantly above stable"
-    elif details["upper_canary"] > p_s + threshold:
-        verdict = Verdict.HOLD
-        reason = f"canary rate may still be {details['upper_canary']:.3g} (95% Wilson)"
     else:
         verdict, reason = Verdict.PASS, f"no regression of {threshold} at power {config.power}"
     return GateResult(

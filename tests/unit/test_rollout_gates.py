@@ -92,9 +92,7 @@ def test_error_rate_holds_below_its_minimum_then_fails_a_real_regression() -> No
     few = error_rate_gate(
         window(RevisionWindow(requests=2000), RevisionWindow(requests=100)), CONFIG
     )
-    assert few.verdict is Verdict.HOLD and few.details["upper_canary"] == pytest.approx(
-        0.037, abs=1e-3
-    )
+    assert few.verdict is Verdict.HOLD and few.min_n > 100
     assert few.n_stable == 2000 and few.n_canary == 100
     worse = error_rate_gate(
         window(
