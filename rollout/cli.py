@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds before INCONCLUSIVE (default rollout.deadline_seconds)",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the patches, send none")
+    parser.add_argument(
+        "--kubeconfig", help="kubeconfig file outside a pod (default: the in-cluster account)"
+    )
 
 
 def _config(settings: Settings, args: argparse.Namespace) -> Any:
@@ -76,7 +79,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.action in ("start", "run") and not args.storage_uri:
         raise InvalidInput(f"churn rollout {args.action} needs --storage-uri (the new bundle)")
     controller = RolloutController(
-        KubernetesCluster(),
+        KubernetesCluster(kubeconfig=args.kubeconfig),
         args.name,
         args.namespace,
         config,

@@ -60,9 +60,14 @@ def merge_patch(target: Any, patch: Any) -> Any:
 class KubernetesCluster:
     """The real API server, through the Kubernetes Python client."""
 
-    def __init__(self, api: Any | None = None) -> None:
-        """`api`: a `kubernetes.client.CustomObjectsApi`; None loads the pod's or kubeconfig's."""
+    def __init__(self, api: Any | None = None, kubeconfig: str | None = None) -> None:
+        """`api`: a `kubernetes.client.CustomObjectsApi`; None loads the pod's or kubeconfig's.
+
+        `kubeconfig`: the file to read outside a pod (None: the client's default,
+        `$KUBECONFIG` as it was when the client was imported, else ~/.kube/config).
+        """
         self._api = api
+        self._kubeconfig = kubeconfig
 
     @property
     def api(self) -> Any:
@@ -71,10 +76,12 @@ class KubernetesCluster:
             from kubernetes import client, config
 
             try:
+                if self._kubeconfig:
+                    raise config.ConfigException("a kubeconfig was given")
                 config.load_incluster_config()
             except config.ConfigException:
                 try:
-                    config.load_kube_config()
+                    config.load_kube_config(config_file=self._kubeconfig)
                 except (config.ConfigException, OSError) as err:
                     raise ChurnError(
                         f"no Kubernetes configuration (not in a pod, no kubeconfig): {err}"
