@@ -254,6 +254,18 @@ class RolloutController:
         now = self.clock()
         if state["step_started_at"] is None:
             return self._confirm_split(obj, state, now)
+        latest = predictor_status(obj).get("latestCreatedRevision")
+        if latest and latest != state["canary_revision"]:
+            # a revision nobody asked the controller for: judging on would mix two models
+            verdicts = {"step": state["step"], "verdict": str(Verdict.INCONCLUSIVE), "at": now}
+            verdicts["reason"] = (
+                f"revision {latest} appeared during the canary of {state['canary_revision']}: "
+                "the spec was changed elsewhere, or KServe copied the controller's annotations "
+                f"to the revision ({STATE_ANNOTATION} and {VERDICTS_ANNOTATION} belong in "
+                "inferenceservice-config's serviceAnnotationDisallowedList)"
+            )
+            logger.warning("%s", verdicts["reason"])
+            return self._finish(state, verdicts, 0, "inconclusive", Outcome.INCONCLUSIVE)
         if self.metrics is None:
             raise ChurnError("judging a step needs Prometheus: give --prometheus-url")
         window = self.metrics.window(

@@ -122,13 +122,19 @@ class KubernetesCluster:
         return result
 
 
-def _spec_hash(predictor: dict[str, Any]) -> str:
-    """What makes a new Knative revision: the predictor without its traffic share."""
+def _spec_hash(predictor: dict[str, Any], annotations: dict[str, Any] | None = None) -> str:
+    """What makes a new Knative revision: the predictor without its traffic share.
+
+    And the annotations KServe copies to the revision template, when it copies them.
+    """
     template = {k: v for k, v in predictor.items() if k != "canaryTrafficPercent"}
+    template["<annotations>"] = annotations or {}
     return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
 
 
-def reconcile_kserve_status(obj: dict[str, Any], revisions: list[str]) -> dict[str, Any]:
+def reconcile_kserve_status(
+    obj: dict[str, Any], revisions: list[str], copied_annotations: frozenset[str] | None = None
+) -> dict[str, Any]:
     """The status KServe's Knative-mode reconciler would write for `obj`.
 
     `revisions` holds the spec hash of each revision created so far (appended
@@ -137,13 +143,19 @@ def reconcile_kserve_status(obj: dict[str, Any], revisions: list[str]) -> dict[s
     `canaryTrafficPercent` set and a rolled-out revision older than the
     latest, the latest gets the share (tag `latest`) and the rolled-out one
     the rest (tag `prev`); without it the latest takes 100% and becomes the
-    rolled-out revision, the one before it the previous.
+    rolled-out revision, the one before it the previous. KServe copies the
+    InferenceService's annotations to the revision template, except those in
+    its `serviceAnnotationDisallowedList`: `copied_annotations` names the keys
+    that, when they change, make a new revision (None: none do, the deployed
+    configuration the controller needs).
     """
     name = obj["metadata"]["name"]
     namespace = obj["metadata"].get("namespace", "default")
     predictor = obj["spec"]["predictor"]
     old = obj.get("status", {}).get("components", {}).get("predictor", {})
-    digest = _spec_hash(predictor)
+    annotations = obj["metadata"].get("annotations", {})
+    copied = {k: v for k, v in annotations.items() if k in (copied_annotations or ())}
+    digest = _spec_hash(predictor, copied)
     if not revisions or revisions[-1] != digest:
         revisions.append(digest)
     latest = f"{name}-predictor-{len(revisions):05d}"
@@ -202,12 +214,14 @@ class InMemoryCluster:
         objects: Iterable[dict[str, Any]] = (),
         validate: Callable[[dict[str, Any]], list[str]] | None = None,
         lag: int | None = 1,
+        copied_annotations: frozenset[str] | None = None,
     ) -> None:
         self._objects: dict[tuple[str, str], dict[str, Any]] = {}
         self._revisions: dict[tuple[str, str], list[str]] = {}
         self._pending: dict[tuple[str, str], int] = {}
         self._validate = validate or (lambda obj: [])
         self._lag = lag
+        self._copied = copied_annotations
         self._lock = threading.Lock()
         self.patches: list[tuple[str, str, dict[str, Any]]] = []
         for obj in objects:
@@ -258,7 +272,7 @@ class InMemoryCluster:
                 if updated["metadata"].get(field) != current["metadata"].get(field):
                     raise InvalidInput(f"metadata.{field} is immutable")
             meta = updated["metadata"]
-            if updated.get("spec") != current.get("spec"):
+            if updated.get("spec") != current.get("spec") or self._copied_changed(current, updated):
                 meta["generation"] = int(current["metadata"]["generation"]) + 1
                 if self._lag is not None:
                     self._pending[key] = self._lag
@@ -266,6 +280,13 @@ class InMemoryCluster:
             self._check(updated)
             self._objects[key] = updated
             return copy.deepcopy(updated)
+
+    def _copied_changed(self, old: dict[str, Any], new: dict[str, Any]) -> bool:
+        def pick(obj: dict[str, Any]) -> dict[str, Any]:
+            found = obj["metadata"].get("annotations", {})
+            return {k: v for k, v in found.items() if k in (self._copied or ())}
+
+        return pick(old) != pick(new)
 
     def reconcile(self, name: str, namespace: str) -> dict[str, Any]:
         """Let KServe's controller catch up with the spec now."""
@@ -277,7 +298,7 @@ class InMemoryCluster:
 
     def _reconcile(self, key: tuple[str, str]) -> None:
         obj = self._objects[key]
-        status = reconcile_kserve_status(obj, self._revisions[key])
+        status = reconcile_kserve_status(obj, self._revisions[key], self._copied)
         candidate = {**obj, "status": status}
         self._check(candidate)
         self._objects[key] = candidate

@@ -340,3 +340,20 @@ def test_annotations_hold_the_state_and_the_evidence_as_json(cluster) -> None:
         assert {"n_stable", "n_canary", "statistic", "threshold", "verdict"} <= set(g)
     # the chart's own annotations survive the merge patches
     assert annotations["serving.kserve.io/deploymentMode"] == "Serverless"
+
+
+def test_a_revision_made_by_the_controllers_own_annotations_stops_the_rollout(isvc) -> None:
+    # KServe copies annotations outside serviceAnnotationDisallowedList to the revision
+    # template: then each verdict written would make a new revision. The controller must
+    # notice and stop, not judge a revision it did not ask for.
+    copied = frozenset({STATE_ANNOTATION, VERDICTS_ANNOTATION})
+    cluster = InMemoryCluster([isvc], validate=custom_resource_errors, copied_annotations=copied)
+    ctl = controller(cluster, Windows([SMALL]))
+    ctl.start(NEW_URI)
+    ctl.step()
+    assert ctl.step() is Outcome.OPENED  # this annotation write makes revision 00003
+    cluster.reconcile(NAME, NS)
+    assert ctl.step() is Outcome.INCONCLUSIVE
+    obj = cluster.get(NAME, NS)
+    assert "serviceAnnotationDisallowedList" in read_verdicts(obj)["reason"]
+    assert obj["spec"]["predictor"]["canaryTrafficPercent"] == 0
