@@ -100,6 +100,7 @@ class KubernetesCluster:
     def _call(
         self, verb: str, name: str, namespace: str, body: dict[str, Any] | None = None
     ) -> dict[str, Any]:
+        import urllib3
         from kubernetes.client.exceptions import ApiException
 
         try:
@@ -109,6 +110,8 @@ class KubernetesCluster:
                 out = self.api.patch_namespaced_custom_object(
                     GROUP, VERSION, namespace, PLURAL, name, body
                 )
+        except urllib3.exceptions.HTTPError as err:
+            raise ChurnError(f"the Kubernetes API server did not answer: {err}") from err
         except ApiException as err:
             where = f"InferenceService {namespace}/{name}"
             if err.status == 404:

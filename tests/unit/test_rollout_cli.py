@@ -146,3 +146,14 @@ def test_refusals_and_errors_exit_2(api) -> None:
     assert rollout(api, "step") == 2  # no --prometheus-url
     assert rollout(api, "status", name="nope") == 2  # 404
     assert [r for r in api.requests if r[0] == "PATCH"] == []
+
+
+def test_an_unreachable_api_server_exits_2(api, tmp_path) -> None:
+    from tests.fixtures.ports import free_port
+
+    config = yaml.safe_load(Path(api.kubeconfig).read_text())
+    config["clusters"][0]["cluster"]["server"] = f"http://127.0.0.1:{free_port()}"
+    path = tmp_path / "closed"
+    path.write_text(yaml.safe_dump(config))
+    args = ["rollout", "status", "--name", NAME, "--namespace", NS, "--kubeconfig", str(path)]
+    assert main(args) == 2
