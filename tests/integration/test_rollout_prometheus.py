@@ -1,8 +1,10 @@
 """The controller's decisions from a real Prometheus scraping real `churn serve` revisions.
 
-Three real servers play three Knative revisions: the stable bundle, a bad
+Four real servers play four Knative revisions: the stable bundle, a bad
 canary (the same model with its threshold at 0.1: it predicts churn for far
-more customers) and a good canary (the stable bundle again). Prometheus
+more customers), a canary that rejects a third of its requests (the test
+sends it customers with a contract the model refuses, as a broken client
+rollout or schema change would) and a good canary (the stable bundle again). Prometheus
 scrapes each with the revision label set in its scrape config, as the chart's
 PodMonitor does from Knative's pod label. No API server runs here: the
 InferenceService is the chart's, held by `InMemoryCluster`, which applies the
@@ -11,7 +13,8 @@ and rewrites the status as KServe would (revisions `churn-predictor-00001`,
 `-00002`, ...). The test sends the traffic a revision's share would bring.
 
 One rollout history: the bad canary first holds on too little traffic, then
-is rolled back; the good canary passes 5%, then 25%, and is promoted.
+is rolled back; the rejecting one is rolled back on its error rate; the good
+canary passes 5%, then 25%, and is promoted.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from tests.unit.test_rollout_controller import NAME, NS, rendered_isvc
 
 pytestmark = pytest.mark.integration
 
-STABLE, BAD, GOOD = (f"churn-predictor-{i:05d}" for i in (1, 2, 3))
+STABLE, BAD, REJECTING, GOOD = (f"churn-predictor-{i:05d}" for i in (1, 2, 3, 4))
 BLOB = "https://churnartifacts.blob.core.windows.net/churn/bundles/churn"
 # differences large enough to be told apart with the few hundred rows a test sends
 CONFIG = RolloutConfig(
@@ -113,7 +116,8 @@ def revisions(tmp_path_factory, bundle_dir, customer_split) -> Any:
     servers: dict[str, Any] = {}
     prom = None
     try:
-        for rev, bundle in ((STABLE, stable_bundle), (BAD, bad_bundle), (GOOD, stable_bundle)):
+        bundles = {STABLE: stable_bundle, BAD: bad_bundle, REJECTING: stable_bundle}
+        for rev, bundle in {**bundles, GOOD: stable_bundle}.items():
             servers[rev] = serve_bundle(bundle, root / rev, extra_args=("--no-grpc",))
         prom = start_prometheus({r: s.http_port for r, s in servers.items()}, root / "prom")
         yield servers, prom
@@ -124,15 +128,16 @@ def revisions(tmp_path_factory, bundle_dir, customer_split) -> Any:
             server.stop()
 
 
-def send(server: Any, frame: Any, n: int) -> None:
+def send(server: Any, frame: Any, n: int, rejected_every: int = 0) -> None:
     for i in range(n):
         start = (i * ROWS) % (len(frame) - ROWS)
-        r = requests.post(
-            f"{server.url}/v2/models/churn/infer",
-            json=v2_body(frame.iloc[start : start + ROWS]),
-            timeout=30,
-        )
-        assert r.status_code == 200, r.text
+        body = v2_body(frame.iloc[start : start + ROWS])
+        bad = rejected_every and i % rejected_every == 0
+        if bad:
+            contract = next(t for t in body["inputs"] if t["name"] == "Contract")
+            contract["data"][0] = "Weekly"
+        r = requests.post(f"{server.url}/v2/models/churn/infer", json=body, timeout=30)
+        assert r.status_code == (400 if bad else 200), r.text
 
 
 def scraped(prom: PrometheusHandle, counts: dict[str, int]) -> None:
@@ -157,10 +162,10 @@ def test_bad_canary_holds_then_rolls_back_good_canary_is_promoted(
     cluster = InMemoryCluster([rendered_isvc()], validate=custom_resource_errors)
     source = PrometheusSource(prom.url, "churn", "revision")
     ctl = RolloutController(cluster, NAME, NS, CONFIG, source)
-    sent = {STABLE: 0, BAD: 0, GOOD: 0}
+    sent = {STABLE: 0, BAD: 0, REJECTING: 0, GOOD: 0}
 
-    def traffic(rev: str, n: int) -> None:
-        send(servers[rev], held_out, n)
+    def traffic(rev: str, n: int, rejected_every: int = 0) -> None:
+        send(servers[rev], held_out, n, rejected_every)
         sent[rev] += n
 
     # -- the bad canary: too little traffic holds, then the shifted predictions roll it back
@@ -192,8 +197,27 @@ def test_bad_canary_holds_then_rolls_back_good_canary_is_promoted(
     obj = cluster.reconcile(NAME, NS)
     assert traffic_split(obj) == {STABLE: 100, BAD: 0}
 
-    # -- the good canary: passes 5%, then 25%, and is promoted
+    # -- the rejecting canary: its error rate rolls it back
     assert ctl.start(f"{BLOB}/9", expect_revision=STABLE) is Outcome.STARTED
+    assert ctl.step() is Outcome.WAITING
+    assert ctl.step() is Outcome.OPENED
+    traffic(STABLE, REQUESTS)
+    traffic(REJECTING, REQUESTS, rejected_every=3)
+    scraped(prom, {STABLE: sent[STABLE], REJECTING: sent[REJECTING]})
+    assert ctl.step() is Outcome.ROLLED_BACK
+    failed = gates(cluster)
+    assert failed["error_rate"]["verdict"] == "FAIL", failed
+    assert (failed["error_rate"]["n_stable"], failed["error_rate"]["n_canary"]) == (
+        REQUESTS,
+        REQUESTS,
+    )
+    assert failed["error_rate"]["details"]["rate_canary"] == pytest.approx(27 / REQUESTS)
+    assert failed["error_rate"]["details"]["rate_stable"] == 0
+    assert failed["positive_rate"]["verdict"] == "PASS"  # the same model otherwise
+    assert traffic_split(cluster.reconcile(NAME, NS)) == {STABLE: 100, REJECTING: 0}
+
+    # -- the good canary: passes 5%, then 25%, and is promoted
+    assert ctl.start(f"{BLOB}/10", expect_revision=STABLE) is Outcome.STARTED
     assert ctl.step() is Outcome.WAITING
     assert ctl.step() is Outcome.OPENED
     assert traffic_split(cluster.get(NAME, NS)) == {GOOD: 5, STABLE: 95}

@@ -31,9 +31,9 @@ CONFIG = RolloutConfig(drift=False)
 
 def test_no_difference_rarely_rolls_back() -> None:
     sim = _sim()
-    low = sim.scenario("low", 100, 10, CONFIG, 0.5, sim.Revision())
+    low = sim.scenario("low", 40, 10, CONFIG, 0.5, sim.Revision())
     assert low["rolled_back"] <= 0.05 and low["inconclusive"] > 0.9  # too little traffic: holds
-    ample = sim.scenario("ample", 150, 11, CONFIG, 20.0, sim.Revision())
+    ample = sim.scenario("ample", 100, 11, CONFIG, 20.0, sim.Revision())
     assert ample["rolled_back"] <= 0.05
     assert ample["promoted"] >= 0.95
 
