@@ -114,7 +114,8 @@ def simulate(
             previous = results
             verdict = step_verdict(results)
             if verdict is Verdict.FAIL:
-                return "rolled_back", c.requests, s.requests
+                failed = "+".join(r.gate for r in results if r.verdict is Verdict.FAIL)
+                return f"rolled_back:{failed}", c.requests, s.requests
             if verdict is Verdict.PASS:
                 break
             if elapsed >= config.deadline_seconds:
@@ -128,11 +129,15 @@ def scenario(
     """Outcome shares over `rollouts` seeded rollouts, and the canary n at the decision."""
     rng = np.random.default_rng(seed)
     outcomes: Counter[str] = Counter()
+    failed_by: Counter[str] = Counter()
     caught_n: list[int] = []
     caught_stable: list[int] = []
     for _ in range(rollouts):
         outcome, n_c, n_s = simulate(rng, config, rps, Revision(), canary)
+        outcome, _, gates = outcome.partition(":")
         outcomes[outcome] += 1
+        if gates:
+            failed_by.update(gates.split("+"))
         if outcome == "rolled_back":
             caught_n.append(n_c)
             caught_stable.append(n_s)
@@ -143,6 +148,8 @@ def scenario(
         "canary": canary.__dict__,
         **{k: outcomes[k] / rollouts for k in ("promoted", "rolled_back", "inconclusive")},
     }
+    if failed_by:
+        out["rollbacks_by_gate"] = dict(failed_by)
     if caught_n:
         out["canary_requests_at_rollback_median"] = int(np.median(caught_n))
         out["canary_requests_at_rollback_p90"] = int(np.percentile(caught_n, 90))
