@@ -87,14 +87,16 @@ manifests: install ## Render manifests/*.yaml from the Helm chart (values in man
 clean: ## Remove local artifacts, runs and caches (not .venv)
 	rm -rf artifacts mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install test test-unit lint lint-workflows format demo bench bench-quick bench-model bench-drift bench-scoring compile manifests clean
+.PHONY: help install test test-unit lint lint-workflows format demo bench bench-quick bench-model bench-drift bench-scoring bench-rollout bench-trigger bench-estimate bench-monitor compile manifests clean
+
+bench-rollout: install ## Rollout gates by simulation: false rollbacks over 1,000 rollouts, power at 1% -> 3% errors
+	.venv/bin/python bench/rollout_sim.py $(BENCH_ARGS)
 
 bench-trigger: install ## Retraining trigger: false alarms per window and per run, detection within 3 windows
 	.venv/bin/python bench/trigger_sim.py $(BENCH_ARGS)
 
-.PHONY: bench-trigger
-
 bench-estimate: install ## Label-free performance estimate: error and coverage under shift, divergence, time
 	.venv/bin/python bench/estimate.py $(BENCH_ARGS)
 
-.PHONY: bench-estimate
+bench-monitor: install ## Event path: drift service intake and processing, logging's cost to the predictor
+	.venv/bin/python bench/monitor.py $(BENCH_ARGS)

@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "predict": "churn_inference.predict_cli",
     "score": "churn_components.scoring.cli",
     "monitor": "churn_monitoring.cli",
+    "rollout": "churn_rollout.cli",
 }
 
 logger = logging.getLogger("churn")

@@ -444,6 +444,43 @@ class MonitorConfig(_Strict):
     trigger: TriggerConfig = TriggerConfig()
 
 
+class RolloutConfig(_Strict):
+    """The canary rollout controller (`churn rollout`): steps, gate statistics, timing.
+
+    `alpha` is the chance, over a whole rollout, that a canary no worse than the
+    stable model is rolled back by the tests with a p-value (error rate, KS,
+    positive rate): each test runs at `alpha / (3 * len(steps))` (Bonferroni).
+    A gate holds until each revision has the requests needed to detect its
+    configured difference with probability `power`.
+    """
+
+    steps: tuple[Annotated[int, Field(ge=1, le=99)], ...] = (5, 25)  # canary percent per step
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    power: float = Field(0.8, ge=0.5, lt=1)
+    error_rate_difference: float = Field(0.02, gt=0, lt=1)  # smallest regression to catch
+    latency_quantile: float = Field(0.99, gt=0.5, lt=1)
+    latency_ratio: float = Field(1.5, gt=1)  # canary / stable quantile above this fails
+    latency_tail: int = Field(10, ge=1)  # observations above the quantile before it is trusted
+    ks_distance: float = Field(0.1, gt=0, lt=1)  # probability shift (KS distance) to catch
+    positive_rate_difference: float = Field(0.05, gt=0, lt=1)  # |canary - stable| churn share
+    drift: bool = True  # gate on the drift service's churn_drift_window_drift
+    step_window_seconds: float = Field(300.0, gt=0)  # how often a step's gates are evaluated
+    deadline_seconds: float = Field(7200.0, gt=0)  # then INCONCLUSIVE, stable keeps serving
+    status_timeout_seconds: float = Field(600.0, gt=0)  # for KServe to show the asked split
+    poll_seconds: float = Field(5.0, gt=0)  # how often the status is read while waiting
+    revision_label: Name = "revision"  # Prometheus label naming the Knative revision
+    prometheus_url: str = ""  # empty: `churn rollout` asks for --prometheus-url
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_increase(cls, steps: tuple[int, ...]) -> tuple[int, ...]:
+        if not steps:
+            raise ValueError("needs at least one canary step")
+        if list(steps) != sorted(set(steps)):
+            raise ValueError(f"canary steps must increase strictly, got {list(steps)}")
+        return steps
+
+
 class ChurnConfig(_Strict):
     """The whole `model_config.yaml`."""
 
@@ -460,6 +497,7 @@ class ChurnConfig(_Strict):
     kfp: KFPConfig = KFPConfig()
     drift: DriftConfig = DriftConfig()
     monitor: MonitorConfig = MonitorConfig()
+    rollout: RolloutConfig = RolloutConfig()
 
     @model_validator(mode="after")
     def _explainer_sizes(self) -> ChurnConfig:
