@@ -153,7 +153,10 @@ def test_the_drift_service_runs_monitor_serve_with_its_probes(chart: Any) -> Non
         "https://churnartifacts.blob.core.windows.net/churn/bundles/churn/1",
         "--port",
         "8090",
+        "--launch",
+        "none",  # a trigger is recorded; training never runs in this pod
     ]
+    assert monitor_env(rendered)["CHURN_HOST"] == "0.0.0.0"  # reachable through its Service
     assert c["image"] == "ghcr.io/churn-platform/churn-monitor:0.1.0"
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
@@ -191,6 +194,8 @@ def test_postgresql_comes_from_a_secret_and_needs_no_claim(chart: Any) -> None:
     }
     assert env["CHURN_MLFLOW_TRACKING_URI"] == "http://mlflow.mlflow.svc.cluster.local:5000"
     assert env["CHURN_KFP_ENDPOINT"] == "https://kfp.example.internal"
+    args = monitor_container(rendered)["args"]
+    assert args[args.index("--launch") + 1] == "kfp"
     assert env["CHURN_GITHUB_TOKEN"] == {"secretKeyRef": {"name": "churn-trigger", "key": "token"}}
     assert not [k for k in rendered if k.startswith("PersistentVolumeClaim/")]
     assert [m["mountPath"] for m in monitor_container(rendered)["volumeMounts"]] == ["/tmp"]
@@ -299,6 +304,7 @@ def test_the_rollout_job_runs_the_controller_once_per_bundle(chart: Any) -> None
         {"rollout": {"prometheusUrl": PROMETHEUS, "job": {"storageUri": BUNDLE_2 + "0"}}},
     )
     (other_key,) = [k for k in other if k.startswith("Job/")]
+    assert {e["name"]: e["value"] for e in c["env"]}["CHURN_MODEL_NAME"] == "churn"
     assert other_key != key  # a new bundle is a new Job (a Job's pod spec is immutable)
     assert "--dry-run" not in other[other_key]["spec"]["template"]["spec"]["containers"][0]["args"]
     longest = render(chart, {**VALUE_SETS["rollout-job"], "fullnameOverride": "c" * 45})

@@ -110,6 +110,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "no-network-policy": {"networkPolicy": {"enabled": False}},
     "monitor-on-postgresql": {
         "monitor": {
+            "launch": "kfp",
             "database": {
                 "type": "postgresql",
                 "postgresql": {"existingSecret": "churn-monitor-db"},
@@ -913,9 +914,9 @@ CONFLICTS = {
         {"monitor": {"env": [{"name": "CHURN_MONITOR_DB_URL", "value": "sqlite:///x.db"}]}},
         "monitor.env sets CHURN_MONITOR_DB_URL, which the chart sets from monitor.database",
     ),
-    "monitor-model-on-az": (
-        {"monitor": {"modelUri": "az://churn/bundles/churn/1"}},
-        "monitor.modelUri az://churn/bundles/churn/1: give the bundle as https://",
+    "monitor-launches-kfp-without-an-endpoint": (
+        {"monitor": {"launch": "kfp"}},
+        "monitor.launch kfp needs CHURN_KFP_ENDPOINT in monitor.env",
     ),
     "monitor-registry-without-tracking": (
         {"monitor": {"modelUri": "models:/churn/3"}},

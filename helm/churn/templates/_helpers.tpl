@@ -313,8 +313,12 @@ Conflicts of the drift service's and the rollout controller's values.
 {{- if not .Values.logger.enabled }}
 {{- fail "monitor.enabled with logger.enabled false: the drift service would receive no events; enable the logger (to a Broker), or set monitor.enabled to false" }}
 {{- end }}
-{{- if hasPrefix "az://" (include "churn.monitorModelUri" .) }}
-{{- fail (printf "monitor.modelUri %s: give the bundle as https://<account>.blob.core.windows.net/<container>/<path> or a registry URI, as bundle.storageUri" (include "churn.monitorModelUri" .)) }}
+{{- if eq $mon.launch "kfp" }}
+{{- $names := list }}
+{{- range $mon.env }}{{ $names = append $names .name }}{{ end }}
+{{- if not (has "CHURN_KFP_ENDPOINT" $names) }}
+{{- fail "monitor.launch kfp needs CHURN_KFP_ENDPOINT in monitor.env: the Kubeflow Pipelines API the trigger submits its training run to" }}
+{{- end }}
 {{- end }}
 {{- if and (hasPrefix "models:/" (include "churn.monitorModelUri" .)) (not .Values.mlflow.trackingUri) }}
 {{- fail (printf "the drift service's bundle %s is a registry URI but mlflow.trackingUri is empty: name the MLflow server it is resolved against" (include "churn.monitorModelUri" .)) }}
