@@ -119,6 +119,8 @@ def isvc_schema_or_skip() -> dict[str, Any]:
 
 def custom_resource_errors(doc: dict[str, Any]) -> list[str]:
     """What the API server would refuse (schema) or drop (pruning) in a custom resource."""
+    if (doc["apiVersion"], doc["kind"]) in EXPLICIT:
+        return explicit_errors(doc)
     schema = crd_schema_or_skip(doc["apiVersion"], doc["kind"])
     errors = [
         f"{'/'.join(map(str, e.absolute_path)) or '/'}: {e.message}"
@@ -203,3 +205,131 @@ def knative_errors(containers: list[dict[str, Any]]) -> list[str]:
         if security.get("capabilities", {}).get("add"):
             errors.append("securityContext.capabilities.add needs a Knative feature flag")
     return errors
+
+
+# -- Knative Eventing's Trigger: no CRD schema of it is in the shared specs, so it is judged
+# by this explicit schema, written from Knative Eventing v1.x's Go types
+# (pkg/apis/eventing/v1/trigger_types.go, pkg/apis/duck/v1/destination.go and
+# delivery_types.go) and its webhook (trigger_validation.go): unknown fields fail (Knative's
+# CRD declares spec with preserve-unknown-fields, so the API server itself would not refuse
+# them: this is stricter than the cluster on purpose), `broker` and `subscriber` are
+# required, the subscriber has a ref or a URI (relative when a ref is given), filter
+# attributes are CloudEvents attribute names (lower-case letters and digits) with exact
+# string values, and the back-off delay is an ISO 8601 duration.
+_KREFERENCE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["kind", "name", "apiVersion"],
+    "properties": {
+        "kind": {"type": "string", "minLength": 1},
+        "name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
+        "namespace": {"type": "string"},
+        "apiVersion": {"type": "string", "minLength": 1},
+        "address": {"type": "string"},
+    },
+}
+_DESTINATION = {
+    "type": "object",
+    "additionalProperties": False,
+    "anyOf": [{"required": ["ref"]}, {"required": ["uri"]}],
+    "properties": {
+        "ref": _KREFERENCE,
+        "uri": {"type": "string", "minLength": 1},
+        "CACerts": {"type": "string"},
+        "audience": {"type": "string"},
+    },
+}
+TRIGGER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "eventing.knative.dev/v1"},
+        "kind": {"const": "Trigger"},
+        "metadata": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
+                "namespace": {"type": "string"},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        },
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["broker", "subscriber"],
+            "properties": {
+                "broker": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
+                "filter": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "attributes": {
+                            "type": "object",
+                            "propertyNames": {"pattern": "^[a-z0-9]+$"},
+                            "additionalProperties": {"type": "string"},
+                        }
+                    },
+                },
+                "subscriber": _DESTINATION,
+                "delivery": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "deadLetterSink": _DESTINATION,
+                        "retry": {"type": "integer", "minimum": 0},
+                        "timeout": {"type": "string"},
+                        "backoffPolicy": {"enum": ["linear", "exponential"]},
+                        "backoffDelay": {
+                            "type": "string",
+                            "pattern": "^P(T([0-9]+(\\.[0-9]+)?[HMS])+|[0-9]+D)$",
+                        },
+                        "retryAfterMax": {"type": "string"},
+                    },
+                },
+            },
+        },
+    },
+}
+EXPLICIT: dict[tuple[str, str], dict[str, Any]] = {
+    ("eventing.knative.dev/v1", "Trigger"): TRIGGER_SCHEMA,
+}
+
+
+def explicit_errors(doc: dict[str, Any]) -> list[str]:
+    """What the explicit schema of `doc`'s kind refuses, plus the webhook's own rules."""
+    schema = EXPLICIT[(doc["apiVersion"], doc["kind"])]
+    errors = [
+        f"{'/'.join(map(str, e.absolute_path)) or '/'}: {e.message}"
+        for e in jsonschema.Draft7Validator(schema).iter_errors(doc)
+    ]
+    subscriber = doc.get("spec", {}).get("subscriber", {})
+    uri = subscriber.get("uri")
+    if "ref" in subscriber and uri and "://" in uri:
+        errors.append("spec/subscriber/uri: must be relative when a ref is given")
+    return errors
+
+
+# Objects of the drift service and the rollout controller share kinds with the predictor's
+# (NetworkPolicy, ServiceAccount, Service): they are keyed `Kind/name`, the rest by kind.
+OWN_KEY_COMPONENTS = {"monitor", "rollout"}
+
+
+def object_key(doc: dict[str, Any]) -> str:
+    """`Kind`, or `Kind/name` for an object of the drift service or the rollout controller."""
+    component = doc["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+    if component in OWN_KEY_COMPONENTS:
+        return f"{doc['kind']}/{doc['metadata']['name']}"
+    return str(doc["kind"])
+
+
+def by_key(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Rendered objects by `object_key`; two objects with one key fail."""
+    out: dict[str, dict[str, Any]] = {}
+    for doc in docs:
+        key = object_key(doc)
+        assert key not in out, f"two objects keyed {key}"
+        out[key] = doc
+    return out

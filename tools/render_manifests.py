@@ -31,7 +31,18 @@ RELEASE = "churn"
 NAMESPACE = "churn"
 
 # Helm's install order for the kinds this chart renders; other kinds (custom resources) follow.
-KIND_ORDER = ("NetworkPolicy", "ServiceAccount", "ConfigMap", "Service")
+KIND_ORDER = (
+    "NetworkPolicy",
+    "ServiceAccount",
+    "Secret",
+    "ConfigMap",
+    "PersistentVolumeClaim",
+    "Role",
+    "RoleBinding",
+    "Service",
+    "Deployment",
+    "Job",
+)
 
 
 @dataclass(frozen=True)
@@ -49,7 +60,10 @@ TARGETS = (
         "inferenceservice.yaml",
         ("values-stable.yaml",),
         upgrade=False,
-        apply="the stable release",
+        apply=(
+            "the stable release (the model, the drift service and its Triggers, "
+            "the rollout controller's RBAC)"
+        ),
     ),
     Manifest(
         "canary.yaml",

@@ -28,7 +28,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.k8s_schema import CRDS, custom_resource_errors, knative_errors
+from tests.k8s_schema import CRDS, EXPLICIT, by_key, custom_resource_errors, knative_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "churn"
@@ -43,7 +43,17 @@ MONITORS = {
     "prometheusRule": {"enabled": True},
     "grafanaDashboard": {"enabled": True},
 }
-CORE_KINDS = {"ServiceAccount", "NetworkPolicy", "Service", "ConfigMap"}
+CORE_KINDS = {
+    "ServiceAccount",
+    "NetworkPolicy",
+    "Service",
+    "ConfigMap",
+    "PersistentVolumeClaim",
+    "Deployment",
+    "Job",
+    "Role",
+    "RoleBinding",
+}
 BUNDLE_2 = "https://churnartifacts.blob.core.windows.net/churn/bundles/churn/2"
 REGISTRY = {
     "bundle": {"storageUri": "", "registryUri": "models:/churn@champion"},
@@ -82,6 +92,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "scale-to-zero-no-logger": {
         "autoscaling": {"minReplicas": 0, "maxReplicas": 0, "metric": "rps", "target": 50},
         "logger": {"enabled": False},
+        "monitor": {"enabled": False},
         "canary": {"tagRouting": False},
         "metrics": {"prometheusScraping": False},
     },
@@ -97,6 +108,45 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "logger": {"broker": "", "url": "http://churn-drift.churn.svc.cluster.local:8080/events"}
     },
     "no-network-policy": {"networkPolicy": {"enabled": False}},
+    "monitor-on-postgresql": {
+        "monitor": {
+            "launch": "kfp",
+            "database": {
+                "type": "postgresql",
+                "postgresql": {"existingSecret": "churn-monitor-db"},
+            },
+            "env": [
+                {"name": "CHURN_KFP_ENDPOINT", "value": "https://kfp.example.internal"},
+                {
+                    "name": "CHURN_GITHUB_TOKEN",
+                    "valueFrom": {"secretKeyRef": {"name": "churn-trigger", "key": "token"}},
+                },
+            ],
+        },
+        "mlflow": {"trackingUri": "http://mlflow.mlflow.svc.cluster.local:5000"},
+    },
+    "monitor-on-an-existing-claim": {
+        "monitor": {
+            "database": {"persistence": {"existingClaim": "churn-monitor-old", "size": "5Gi"}},
+            "modelUri": "models:/churn/3",
+        },
+        "mlflow": {"trackingUri": "http://mlflow.mlflow.svc.cluster.local:5000"},
+    },
+    "rollout-job": {
+        "rollout": {
+            "prometheusUrl": "http://prometheus-operated.monitoring.svc.cluster.local:9090",
+            "job": {"storageUri": BUNDLE_2, "dryRun": True},
+            "extraSubjects": [
+                {
+                    "kind": "User",
+                    "name": "5c1d7e0a-8f2b-4d3c-9e6a-1b0f2c3d4e5f",
+                    "apiGroup": "rbac.authorization.k8s.io",
+                }
+            ],
+        },
+        "serviceAccount": {"workloadIdentity": {"enabled": True, "clientId": CLIENT_ID}},
+    },
+    "no-monitor-no-rollout": {"monitor": {"enabled": False}, "rollout": {"enabled": False}},
     "everything": {
         **AUTH,
         "bundle": {"storageUri": BUNDLE_2},
@@ -138,7 +188,7 @@ def render(
     namespace: str = NAMESPACE,
     upgrade: bool | None = None,
 ) -> dict[str, Any]:
-    """Rendered manifests by kind (one object each) plus NOTES.txt under "NOTES".
+    """Rendered objects by key (tests/k8s_schema.object_key) plus NOTES.txt under "NOTES".
 
     A canary is rendered as an upgrade (there is a revision to share the traffic
     with), anything else as a first install, unless `upgrade` says otherwise.
@@ -151,12 +201,9 @@ def render(
         is_install=not upgrade,
         is_upgrade=upgrade,
     )
-    rendered: dict[str, Any] = {"NOTES": out.pop(f"{chart.name}/templates/NOTES.txt", "")}
-    for path, text in out.items():
-        for doc in yaml.safe_load_all(text):
-            if doc:
-                assert doc["kind"] not in rendered, f"two {doc['kind']} objects ({path})"
-                rendered[doc["kind"]] = doc
+    notes = out.pop(f"{chart.name}/templates/NOTES.txt", "")
+    docs = [doc for text in out.values() for doc in yaml.safe_load_all(text) if doc]
+    rendered: dict[str, Any] = {"NOTES": notes, **by_key(docs)}
     return rendered
 
 
@@ -189,19 +236,26 @@ def serve_args(rendered: dict[str, Any]) -> Any:
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
 def test_custom_resources_match_their_projects_crds(chart: Any, values: dict[str, Any]) -> None:
     rendered = render(chart, values)
-    custom = {kind: doc for kind, doc in rendered.items() if kind not in CORE_KINDS | {"NOTES"}}
-    known = {kind for _, kind in CRDS}
-    assert set(custom) <= known, f"kinds no CRD judges: {sorted(set(custom) - known)}"
-    for kind, doc in custom.items():
-        assert (doc["apiVersion"], kind) in CRDS, f"{kind} {doc['apiVersion']}: no CRD"
+    custom = {
+        key: doc
+        for key, doc in rendered.items()
+        if key != "NOTES" and doc["kind"] not in CORE_KINDS
+    }
+    known = set(CRDS) | set(EXPLICIT)
+    for key, doc in custom.items():
+        assert (doc["apiVersion"], doc["kind"]) in known, f"{key} {doc['apiVersion']}: no schema"
     isvc = custom["InferenceService"]
     assert knative_errors(isvc["spec"]["predictor"]["containers"]) == []
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
-    # the shared CRDs first: a kind whose CRD has not arrived yet skips only at the end
-    for kind, doc in sorted(
-        custom.items(), key=lambda kd: not CRDS[(kd[1]["apiVersion"], kd[0])].shared
-    ):
-        assert custom_resource_errors(doc) == [], kind
+
+    def shared_first(item: tuple[str, dict[str, Any]]) -> bool:
+        crd = CRDS.get((item[1]["apiVersion"], item[1]["kind"]))
+        return crd is not None and not crd.shared
+
+    # the shared CRDs and the explicit schemas first: a kind whose CRD has not arrived yet
+    # skips only at the end
+    for key, doc in sorted(custom.items(), key=shared_first):
+        assert custom_resource_errors(doc) == [], key
 
 
 @pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
@@ -210,7 +264,7 @@ def test_core_objects_match_the_kubernetes_schema(
     chart: Any, values: dict[str, Any], kube_version: str
 ) -> None:
     rendered = render(chart, values)
-    core = {kind: doc for kind, doc in rendered.items() if kind in CORE_KINDS}
+    core = {k: d for k, d in rendered.items() if k != "NOTES" and d["kind"] in CORE_KINDS}
     for doc in core.values():
         kubernetes_validate.validate(doc, kube_version, strict=True)
     if values.get("serviceAccount", {}).get("create", True):
@@ -831,6 +885,94 @@ CONFLICTS = {
         {"metrics": {"podMonitor": {"enabled": True}}},
         "metrics.prometheusScraping with metrics.podMonitor.enabled or "
         "metrics.serviceMonitor.enabled: the pods would be scraped twice",
+    ),
+    "monitor-without-the-logger": (
+        {"logger": {"enabled": False}},
+        "monitor.enabled with logger.enabled false: the drift service would receive no events",
+    ),
+    "postgresql-without-a-secret": (
+        {"monitor": {"database": {"type": "postgresql"}}},
+        "monitor.database.type postgresql needs monitor.database.postgresql.existingSecret",
+    ),
+    "postgresql-and-a-claim": (
+        {
+            "monitor": {
+                "database": {
+                    "type": "postgresql",
+                    "postgresql": {"existingSecret": "db"},
+                    "persistence": {"existingClaim": "old"},
+                }
+            }
+        },
+        "monitor.database.persistence.existingClaim (old) with monitor.database.type postgresql",
+    ),
+    "a-postgresql-secret-for-sqlite": (
+        {"monitor": {"database": {"postgresql": {"existingSecret": "db"}}}},
+        "monitor.database.postgresql.existingSecret (db) with monitor.database.type sqlite",
+    ),
+    "monitor-env-sets-the-database": (
+        {"monitor": {"env": [{"name": "CHURN_MONITOR_DB_URL", "value": "sqlite:///x.db"}]}},
+        "monitor.env sets CHURN_MONITOR_DB_URL, which the chart sets from monitor.database",
+    ),
+    "monitor-launches-kfp-without-an-endpoint": (
+        {"monitor": {"launch": "kfp"}},
+        "monitor.launch kfp needs CHURN_KFP_ENDPOINT in monitor.env",
+    ),
+    "monitor-registry-without-tracking": (
+        {"monitor": {"modelUri": "models:/churn/3"}},
+        "the drift service's bundle models:/churn/3 is a registry URI but mlflow.trackingUri is "
+        "empty",
+    ),
+    "rollout-job-while-disabled": (
+        {"rollout": {"enabled": False, "job": {"storageUri": BUNDLE_2}}},
+        "rollout.job.storageUri with rollout.enabled false",
+    ),
+    "rollout-job-without-prometheus": (
+        {"rollout": {"job": {"storageUri": BUNDLE_2}}},
+        "rollout.job.storageUri needs rollout.prometheusUrl",
+    ),
+    "rollout-job-of-the-stable-bundle": (
+        {
+            "rollout": {
+                "prometheusUrl": "http://prometheus:9090",
+                "job": {
+                    "storageUri": "https://churnartifacts.blob.core.windows.net/churn/bundles/churn/1"
+                },
+            }
+        },
+        "rollout.job.storageUri equals bundle.storageUri",
+    ),
+    "rollout-job-on-az": (
+        {
+            "rollout": {
+                "prometheusUrl": "http://prometheus:9090",
+                "job": {"storageUri": "az://c/b/2"},
+            }
+        },
+        "rollout.job.storageUri az://c/b/2: KServe's storage initializer does not read az://",
+    ),
+    "rollout-job-and-a-chart-canary": (
+        {
+            "bundle": {"storageUri": BUNDLE_2},
+            "canary": {"trafficPercent": 5},
+            "rollout": {
+                "prometheusUrl": "http://prometheus:9090",
+                "job": {"storageUri": BUNDLE_2 + "-next"},
+            },
+        },
+        "rollout.job.storageUri with canary.trafficPercent=5: the controller sets the canary's "
+        "share itself",
+    ),
+    "rollout-job-with-a-registry-bundle": (
+        {
+            **REGISTRY,
+            "rollout": {"prometheusUrl": "http://prometheus:9090", "job": {"storageUri": BUNDLE_2}},
+        },
+        "rollout.job.storageUri with bundle.registryUri",
+    ),
+    "rollout-subjects-without-the-role": (
+        {"rollout": {"enabled": False, "extraSubjects": [{"kind": "User", "name": "x"}]}},
+        "rollout.extraSubjects with rollout.enabled false",
     ),
     "network-policy-without-prometheus": (
         {"networkPolicy": {"prometheus": {"namespace": ""}}},

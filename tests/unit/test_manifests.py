@@ -26,6 +26,8 @@ import yaml
 
 from tests.k8s_schema import (
     CRDS,
+    EXPLICIT,
+    by_key,
     custom_resource_errors,
     isvc_schema_or_skip,
     knative_errors,
@@ -51,11 +53,10 @@ def _tool() -> ModuleType:
 
 
 def objects(name: str) -> dict[str, dict[str, Any]]:
-    """The objects of one manifest file by kind (one of each)."""
+    """The objects of one manifest file by key (tests/k8s_schema.object_key: kind, or
+    Kind/name for the drift service's and the rollout controller's)."""
     docs = [d for d in yaml.safe_load_all((ROOT / "manifests" / name).read_text()) if d]
-    by_kind = {d["kind"]: d for d in docs}
-    assert len(by_kind) == len(docs), f"{name}: two objects of one kind"
-    return by_kind
+    return by_key(docs)
 
 
 def test_there_are_manifests_and_each_is_generated() -> None:
@@ -103,19 +104,19 @@ def test_values_files_layer_as_helm_layers_them() -> None:
     assert base["canary"]["trafficPercent"] is None  # inputs untouched
 
 
-ISVC = ("serving.kserve.io/v1beta1", "InferenceService")
-
-
 @pytest.mark.parametrize("manifest", GENERATED, ids=lambda p: p.name)
 def test_every_object_is_one_the_cluster_accepts(manifest: Path) -> None:
     found = objects(manifest.name)
-    assert {"InferenceService", "NetworkPolicy"} <= set(found)
-    ordered = sorted(
-        found.items(), key=lambda kd: not CRDS.get((kd[1]["apiVersion"], kd[0]), CRDS[ISVC]).shared
-    )
-    for kind, doc in ordered:
-        if (doc["apiVersion"], kind) in CRDS:
-            assert custom_resource_errors(doc) == [], kind
+    assert {"InferenceService", "NetworkPolicy", "Deployment/churn-monitor"} <= set(found)
+    assert {"Trigger/churn-monitor-request", "Role/churn-rollout"} <= set(found)
+
+    def shared_first(item: tuple[str, dict[str, Any]]) -> bool:
+        crd = CRDS.get((item[1]["apiVersion"], item[1]["kind"]))
+        return crd is not None and not crd.shared
+
+    for key, doc in sorted(found.items(), key=shared_first):
+        if (doc["apiVersion"], doc["kind"]) in CRDS or (doc["apiVersion"], doc["kind"]) in EXPLICIT:
+            assert custom_resource_errors(doc) == [], key
         else:
             for version in ("1.27.0", kubernetes_validate.latest_version()):
                 kubernetes_validate.validate(doc, version, strict=True)

@@ -205,6 +205,7 @@ Settings that conflict fail here, each with the keys involved and what to do
 {{- fail (printf "canary.trafficPercent=%v on a first install: there is no previous model (no rolled-out revision) to share the traffic with; install without canary.trafficPercent, then upgrade with the new bundle and the share (helm template: add --is-upgrade)" .Values.canary.trafficPercent) }}
 {{- end }}
 {{- include "churn.validateLogger" . }}
+{{- include "churn.validatePlatform" . }}
 {{- $auth := .Values.auth }}
 {{- if and $auth.enabled (not $auth.tenantId) }}
 {{- fail "auth.enabled needs auth.tenantId: the Entra tenant whose tokens are accepted (issuer https://login.microsoftonline.com/<tenant>/v2.0)" }}
@@ -225,5 +226,142 @@ Settings that conflict fail here, each with the keys involved and what to do
 {{- $np := .Values.networkPolicy }}
 {{- if and $np.enabled (not $np.prometheus.namespace) (or $m.prometheusScraping $m.podMonitor.enabled $m.serviceMonitor.enabled) }}
 {{- fail "networkPolicy.enabled with networkPolicy.prometheus.namespace empty while metrics are scraped (metrics.prometheusScraping, metrics.podMonitor.enabled or metrics.serviceMonitor.enabled): the NetworkPolicy would keep Prometheus out; name its namespace" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The drift service: its name, labels, image, the bundle it judges traffic against, and its
+database URL (a file on the claim for SQLite).
+*/}}
+{{- define "churn.monitorName" -}}
+{{- printf "%s-monitor" (include "churn.fullname" .) }}
+{{- end }}
+
+{{- define "churn.monitorSelectorLabels" -}}
+{{ include "churn.selectorLabels" . }}
+app.kubernetes.io/component: monitor
+{{- end }}
+
+{{- define "churn.monitorImage" -}}
+{{- printf "%s:%s" .Values.monitor.image.repository (default .Chart.AppVersion .Values.monitor.image.tag) }}
+{{- end }}
+
+{{- define "churn.monitorModelUri" -}}
+{{- coalesce .Values.monitor.modelUri .Values.bundle.registryUri .Values.bundle.storageUri }}
+{{- end }}
+
+{{- define "churn.monitorClaim" -}}
+{{- default (printf "%s-data" (include "churn.monitorName" .)) .Values.monitor.database.persistence.existingClaim }}
+{{- end }}
+
+{{/*
+Whether the Broker's Triggers deliver to the drift service: it is installed and the logger
+posts to a Broker (with logger.url the logger posts there directly).
+*/}}
+{{- define "churn.monitorTriggers" -}}
+{{- if and .Values.monitor.enabled .Values.logger.enabled .Values.logger.broker (not .Values.logger.url) }}true{{ end }}
+{{- end }}
+
+{{/*
+The rollout controller: its name, labels, ServiceAccount and image.
+*/}}
+{{- define "churn.rolloutName" -}}
+{{- printf "%s-rollout" (include "churn.fullname" .) }}
+{{- end }}
+
+{{- define "churn.rolloutSelectorLabels" -}}
+{{ include "churn.selectorLabels" . }}
+app.kubernetes.io/component: rollout
+{{- end }}
+
+{{- define "churn.rolloutImage" -}}
+{{- printf "%s:%s" .Values.rollout.image.repository (default .Chart.AppVersion .Values.rollout.image.tag) }}
+{{- end }}
+
+{{/*
+The hardening every container of the chart carries (the predictor's is in its template: Knative
+accepts exactly these fields there), and the pod-level settings of the Deployment and the Job.
+*/}}
+{{- define "churn.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ int .Values.securityContext.runAsUser }}
+runAsGroup: {{ int .Values.securityContext.runAsGroup }}
+readOnlyRootFilesystem: true
+allowPrivilegeEscalation: false
+privileged: false
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "churn.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ int .Values.securityContext.runAsUser }}
+runAsGroup: {{ int .Values.securityContext.runAsGroup }}
+fsGroup: {{ int .Values.securityContext.runAsGroup }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/*
+Conflicts of the drift service's and the rollout controller's values.
+*/}}
+{{- define "churn.validatePlatform" -}}
+{{- $mon := .Values.monitor }}
+{{- if $mon.enabled }}
+{{- if not .Values.logger.enabled }}
+{{- fail "monitor.enabled with logger.enabled false: the drift service would receive no events; enable the logger (to a Broker), or set monitor.enabled to false" }}
+{{- end }}
+{{- if eq $mon.launch "kfp" }}
+{{- $names := list }}
+{{- range $mon.env }}{{ $names = append $names .name }}{{ end }}
+{{- if not (has "CHURN_KFP_ENDPOINT" $names) }}
+{{- fail "monitor.launch kfp needs CHURN_KFP_ENDPOINT in monitor.env: the Kubeflow Pipelines API the trigger submits its training run to" }}
+{{- end }}
+{{- end }}
+{{- if and (hasPrefix "models:/" (include "churn.monitorModelUri" .)) (not .Values.mlflow.trackingUri) }}
+{{- fail (printf "the drift service's bundle %s is a registry URI but mlflow.trackingUri is empty: name the MLflow server it is resolved against" (include "churn.monitorModelUri" .)) }}
+{{- end }}
+{{- $db := $mon.database }}
+{{- if eq $db.type "postgresql" }}
+{{- if not $db.postgresql.existingSecret }}
+{{- fail "monitor.database.type postgresql needs monitor.database.postgresql.existingSecret: the Secret holding the SQLAlchemy URL (postgresql+psycopg://...) under monitor.database.postgresql.key" }}
+{{- end }}
+{{- if $db.persistence.existingClaim }}
+{{- fail (printf "monitor.database.persistence.existingClaim (%s) with monitor.database.type postgresql: the claim holds a SQLite file the service would not use; remove it, or use sqlite" $db.persistence.existingClaim) }}
+{{- end }}
+{{- else if $db.postgresql.existingSecret }}
+{{- fail (printf "monitor.database.postgresql.existingSecret (%s) with monitor.database.type sqlite: the PostgreSQL URL would be ignored; set monitor.database.type to postgresql, or remove the Secret name" $db.postgresql.existingSecret) }}
+{{- end }}
+{{- range $mon.env }}
+{{- if or (eq .name "CHURN_MONITOR_DB_URL") (eq .name "CHURN_MONITOR_PORT") }}
+{{- fail (printf "monitor.env sets %s, which the chart sets from monitor.database / monitor.port; set those instead" .name) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $ro := .Values.rollout }}
+{{- if $ro.job.storageUri }}
+{{- if not $ro.enabled }}
+{{- fail "rollout.job.storageUri with rollout.enabled false: the Job needs the controller's ServiceAccount and Role; enable rollout" }}
+{{- end }}
+{{- if not $ro.prometheusUrl }}
+{{- fail "rollout.job.storageUri needs rollout.prometheusUrl: the gates query the canary's and the stable revision's metrics there" }}
+{{- end }}
+{{- if hasPrefix "az://" $ro.job.storageUri }}
+{{- fail (printf "rollout.job.storageUri %s: KServe's storage initializer does not read az:// URIs; give the same blob as https://<account>.blob.core.windows.net/<container>/<path>" $ro.job.storageUri) }}
+{{- end }}
+{{- if eq $ro.job.storageUri .Values.bundle.storageUri }}
+{{- fail (printf "rollout.job.storageUri equals bundle.storageUri (%s): the controller rolls out a new bundle over the stable one; give the new bundle's URI" $ro.job.storageUri) }}
+{{- end }}
+{{- if include "churn.canary" . }}
+{{- fail (printf "rollout.job.storageUri with canary.trafficPercent=%v: the controller sets the canary's share itself; leave canary.trafficPercent unset" .Values.canary.trafficPercent) }}
+{{- end }}
+{{- if .Values.bundle.registryUri }}
+{{- fail "rollout.job.storageUri with bundle.registryUri: the controller rolls out by storageUri; serve the stable bundle by bundle.storageUri too" }}
+{{- end }}
+{{- end }}
+{{- if and (not $ro.enabled) $ro.extraSubjects }}
+{{- fail "rollout.extraSubjects with rollout.enabled false: there is no Role to bind them to; enable rollout, or remove them" }}
 {{- end }}
 {{- end }}
