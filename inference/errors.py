@@ -72,9 +72,20 @@ def _validation_message(errors: Any) -> str:
 
 
 def install_rest_handlers(app: Any) -> None:
-    """Answer FastAPI request-validation errors with 400 {"error": ...} naming the field."""
+    """Answer FastAPI request-validation errors with 400 {"error": ...} naming the field.
+
+    A request beyond a configured limit (`limits.RequestTooLarge`) is a 413.
+    """
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
+
+    from churn_inference.limits import RequestTooLarge
+
+    async def too_large(_: Any, exc: RequestTooLarge) -> JSONResponse:
+        logger.info("refused request: %s", exc)
+        return JSONResponse(status_code=413, content={"error": str(exc)})
+
+    app.add_exception_handler(RequestTooLarge, too_large)
 
     async def invalid_request(_: Any, exc: RequestValidationError) -> JSONResponse:
         message = _validation_message(exc.errors())

@@ -53,6 +53,13 @@ from kserve.protocol.infer_type import InferRequest, InferResponse
 from kserve.protocol.rest.server import RESTServer
 
 from churn_inference.errors import install_rest_handlers, model_not_found
+from churn_inference.limits import (
+    DEFAULT_MAX_BATCH_ROWS,
+    DEFAULT_MAX_BODY_BYTES,
+    BodyLimits,
+    RequestTooLarge,
+    check_batch_rows,
+)
 from churn_inference.payload_log import (
     REQUEST_TYPE,
     RESPONSE_TYPE,
@@ -92,8 +99,12 @@ class ChurnDataPlane(DataPlane):
         return meta
 
 
-def _check_request_json(body: Any) -> None:
-    """What KServe's pydantic `InferenceRequest` checks, as 400s naming the field."""
+def _check_request_json(body: Any, max_rows: int = DEFAULT_MAX_BATCH_ROWS) -> None:
+    """What KServe's pydantic `InferenceRequest` checks, as 400s naming the field.
+
+    A tensor of more than `max_rows` rows is a 413 (`RequestTooLarge`) here,
+    before its values are decoded.
+    """
     if not isinstance(body, dict):
         raise KInvalidInput("inference request must be a JSON object")
     inputs = body.get("inputs")
@@ -121,7 +132,8 @@ def _check_request_json(body: Any) -> None:
             if not (params and "binary_data_size" in params):
                 raise KInvalidInput(f'{where}: "data" is missing')
         elif not isinstance(data, list):
-            raise KInvalidInput(f'{where}: "data" must be a list, got {data!r}')
+            raise KInvalidInput(f'{where}: "data" must be a list, got {str(data)[:80]!r}')
+        check_batch_rows(where, shape, len(data) if data is not None else 0, max_rows)
     outputs = body.get("outputs")
     if outputs is not None:
         if not isinstance(outputs, list) or not all(
@@ -194,7 +206,9 @@ def _register_versioned_routes(app: FastAPI, dataplane: DataPlane) -> None:
     app.add_route("/v2/models/{model_name}/versions/{model_version}/ready", ready, methods=["GET"])
 
 
-def _register_fast_infer(app: FastAPI, dataplane: DataPlane) -> None:
+def _register_fast_infer(
+    app: FastAPI, dataplane: DataPlane, max_rows: int = DEFAULT_MAX_BATCH_ROWS
+) -> None:
     async def infer(request: Request) -> Response:
         model_name = request.path_params["model_name"]
         _check_version(dataplane, model_name, request.path_params.get("model_version"))
@@ -225,7 +239,7 @@ def _register_fast_infer(app: FastAPI, dataplane: DataPlane) -> None:
             raise KInvalidInput(f"{_HEADER_LENGTH} {json_length} outside the body's {len(body)}")
         if parse_error is not None:
             raise KInvalidInput(f"request body is not valid JSON: {parse_error}") from parse_error
-        _check_request_json(parsed)
+        _check_request_json(parsed, max_rows)
         try:
             infer_request = InferRequest.from_bytes(body, json_length, model_name)
         except (InferenceError, KeyError, TypeError, ValueError, IndexError, struct.error) as err:
@@ -266,8 +280,12 @@ class ChurnRESTServer(RESTServer):
         host: str,
         fast_rest: bool,
         access_log: bool,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
         **kwargs: Any,
     ) -> None:
+        self.max_body_bytes = max_body_bytes
+        self.max_batch_rows = max_batch_rows
         super().__init__(*args, **kwargs)
         self.config.host = host
         self.config.access_log = access_log
@@ -282,11 +300,12 @@ class ChurnRESTServer(RESTServer):
     def _add_middlewares(self, app: FastAPI) -> None:
         if self.access_log:
             super()._add_middlewares(app)
+        app.add_middleware(BodyLimits, max_body_bytes=self.max_body_bytes)  # the outermost
 
     def _register_endpoints(self, app: FastAPI) -> None:
         _register_versioned_routes(app, self.dataplane)
         if self.fast_rest:
-            _register_fast_infer(app, self.dataplane)
+            _register_fast_infer(app, self.dataplane, self.max_batch_rows)
         super()._register_endpoints(app)
 
     def _add_exception_handlers(self, app: FastAPI) -> None:
@@ -318,19 +337,45 @@ class ChurnInferenceServicer(InferenceServicer):
         return response
 
 
-class ChurnGRPCServer(GRPCServer):
-    """KServe's gRPC server (its servicer and error interceptor) bound to `host`."""
+class ChurnExceptionInterceptor(ExceptionToStatusInterceptor):
+    """KServe's error interceptor; a request beyond a limit is RESOURCE_EXHAUSTED."""
 
-    def __init__(self, *args: Any, host: str, access_log: bool, **kwargs: Any) -> None:
+    async def handle_exception(  # noqa: D102
+        self, ex: Exception, request_or_iterator: Any, context: Any, method_name: str
+    ) -> None:
+        if isinstance(ex, RequestTooLarge):
+            from grpc import StatusCode
+
+            logger.info("refused gRPC request: %s", ex)
+            await context.abort(StatusCode.RESOURCE_EXHAUSTED, ex.reason)
+        await super().handle_exception(ex, request_or_iterator, context, method_name)
+
+
+class ChurnGRPCServer(GRPCServer):
+    """KServe's gRPC server (its servicer and error interceptor) bound to `host`.
+
+    A message larger than `max_body_bytes` is refused by gRPC itself
+    (`grpc.max_receive_message_length`: RESOURCE_EXHAUSTED) before it is decoded.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        host: str,
+        access_log: bool,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._host = host
         self._access_log = access_log
+        self._max_body_bytes = max_body_bytes
 
     async def start(self, max_workers: int) -> None:  # noqa: D102
         from grpc import aio
 
         servicer = ChurnInferenceServicer(self._data_plane, self._model_repository_extension)
-        interceptors: list[Any] = [ExceptionToStatusInterceptor()]
+        interceptors: list[Any] = [ChurnExceptionInterceptor()]
         if self._access_log:
             interceptors.insert(0, LoggingInterceptor())
         self._server = aio.server(
@@ -338,10 +383,7 @@ class ChurnGRPCServer(GRPCServer):
             interceptors=interceptors,
             options=[
                 ("grpc.max_send_message_length", self._kwargs["grpc_max_send_message_length"]),
-                (
-                    "grpc.max_receive_message_length",
-                    self._kwargs["grpc_max_receive_message_length"],
-                ),
+                ("grpc.max_receive_message_length", self._max_body_bytes),
             ],
         )
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
@@ -366,6 +408,8 @@ class ChurnModelServer(ModelServer):
         access_log: bool = False,
         grace_period: int = 5,
         payload_logger: PayloadLogger | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -381,6 +425,8 @@ class ChurnModelServer(ModelServer):
         self.host = host
         self.fast_rest = fast_rest
         self.access_log = access_log
+        self.max_body_bytes = max_body_bytes
+        self.max_batch_rows = max_batch_rows
         self.dataplane = ChurnDataPlane(model_registry=self.registered_models)
         self.payload_logger = payload_logger
         self.dataplane.payload_logger = payload_logger  # read by the lean route and gRPC
@@ -402,6 +448,8 @@ class ChurnModelServer(ModelServer):
             host=self.host,
             fast_rest=self.fast_rest,
             access_log=self.access_log,
+            max_body_bytes=self.max_body_bytes,
+            max_batch_rows=self.max_batch_rows,
             access_log_format=None,
             workers=1,
             grace_period=self.grace_period,
@@ -416,6 +464,7 @@ class ChurnModelServer(ModelServer):
                 self.model_repository_extension,
                 host=self.host,
                 access_log=self.access_log,
+                max_body_bytes=self.max_body_bytes,
                 kwargs=vars(args),
                 grace_period=self.grace_period,
             )
