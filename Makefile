@@ -88,3 +88,9 @@ clean: ## Remove local artifacts, runs and caches (not .venv)
 	rm -rf artifacts mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache
 
 .PHONY: help install test test-unit lint lint-workflows format demo bench bench-quick bench-model bench-drift bench-scoring compile manifests clean
+
+FUZZ_EXAMPLES ?= 5000
+fuzz: install ## Malformed-request fuzzing of churn serve, REST and gRPC, long form (FUZZ_EXAMPLES per property)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) .venv/bin/pytest -s tests/integration/test_serving_fuzz.py tests/integration/test_serving_limits.py $(PYTEST_ARGS)
+
+.PHONY: fuzz

@@ -74,10 +74,13 @@ def _validation_message(errors: Any) -> str:
 def install_rest_handlers(app: Any) -> None:
     """Answer FastAPI request-validation errors with 400 {"error": ...} naming the field.
 
-    A request beyond a configured limit (`limits.RequestTooLarge`) is a 413.
+    A request beyond a configured limit (`limits.RequestTooLarge`) is a 413;
+    FastAPI's own HTTP errors (a body it cannot parse, an unknown route) answer
+    {"error": ...} too, not {"detail": ...}.
     """
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from churn_inference.limits import RequestTooLarge
 
@@ -86,6 +89,16 @@ def install_rest_handlers(app: Any) -> None:
         return JSONResponse(status_code=413, content={"error": str(exc)})
 
     app.add_exception_handler(RequestTooLarge, too_large)
+
+    async def http_error(_: Any, exc: StarletteHTTPException) -> JSONResponse:
+        detail = str(exc.detail)
+        if detail == "There was an error parsing the body":  # FastAPI's JSON body failure
+            detail = f"request body is not valid JSON ({detail})"
+        return JSONResponse(
+            status_code=exc.status_code, content={"error": detail}, headers=exc.headers
+        )
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
 
     async def invalid_request(_: Any, exc: RequestValidationError) -> JSONResponse:
         message = _validation_message(exc.errors())

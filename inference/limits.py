@@ -106,15 +106,42 @@ def check_json_depth(text: bytes, limit: int = MAX_JSON_DEPTH) -> None:
         )
 
 
+def check_utf8(text: bytes) -> None:
+    """Refuse JSON text that is not UTF-8 (RFC 8259), naming the first bad byte.
+
+    Python's `json` decodes bytes with "surrogatepass": encoded surrogates would
+    reach KServe's route as strings that cannot be encoded again (a 500).
+
+    Raises:
+        kserve.errors.InvalidInput: the text is not UTF-8.
+    """
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError as err:
+        bad = text[err.start : err.end]
+        raise KInvalidInput(
+            f"request JSON is not valid UTF-8 text: byte(s) {bad!r} at offset {err.start}"
+        ) from err
+
+
 def _json_part(headers: dict[bytes, bytes], body: bytes) -> bytes:
-    """The JSON part of a body: its first inference-header-content-length bytes, else all."""
+    """The JSON part of a body: its first inference-header-content-length bytes, else all.
+
+    Raises:
+        kserve.errors.InvalidInput: the header is not a length within the body.
+    """
     length = headers.get(HEADER_LENGTH.encode())
-    if length is not None:
-        try:
-            return body[: max(0, int(length))]
-        except ValueError:
-            return b""  # the route names the bad header
-    return body
+    if length is None:
+        return body
+    try:
+        size = int(length)
+    except ValueError:
+        raise KInvalidInput(
+            f"{HEADER_LENGTH} {length.decode('latin-1')!r} is not an integer"
+        ) from None
+    if not 0 < size <= len(body):
+        raise KInvalidInput(f"{HEADER_LENGTH} {size} outside the body's {len(body)}")
+    return body[:size]
 
 
 class BodyLimits:
@@ -166,7 +193,9 @@ class BodyLimits:
             more = message.get("more_body", False)
         body = b"".join(chunks)
         try:
-            check_json_depth(_json_part(headers, body), self.max_json_depth)
+            text = _json_part(headers, body)
+            check_json_depth(text, self.max_json_depth)
+            check_utf8(text)
         except KInvalidInput as err:
             await _answer(send, 400, str(err))
             return

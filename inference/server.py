@@ -45,7 +45,6 @@ from kserve.errors import InferenceError, ModelNotReady, NoModelReady
 from kserve.errors import InvalidInput as KInvalidInput
 from kserve.model import BaseKServeModel
 from kserve.protocol.dataplane import DataPlane
-from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
 from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
@@ -313,10 +312,100 @@ class ChurnRESTServer(RESTServer):
         install_rest_handlers(app)
 
 
+class _Undecodable:
+    """A gRPC request whose bytes are not the method's protobuf message."""
+
+    def __init__(self, message: str, err: Exception) -> None:
+        self.message = message
+        self.err = err
+
+
+_GRPC_METHODS = (
+    "ServerLive",
+    "ServerReady",
+    "ModelReady",
+    "ServerMetadata",
+    "ModelMetadata",
+    "ModelInfer",
+    "RepositoryModelLoad",
+    "RepositoryModelUnload",
+)
+
+
+def _lenient(request_type: Any) -> Any:
+    """A deserializer that hands undecodable bytes on as `_Undecodable` instead of failing.
+
+    gRPC answers a deserializer's exception with UNKNOWN ("Unexpected
+    DecodeError"); handed on, the method answers INVALID_ARGUMENT naming it.
+    """
+    from google.protobuf.message import DecodeError
+
+    def parse(data: bytes) -> Any:
+        try:
+            return request_type.FromString(data)
+        except (DecodeError, ValueError, RuntimeError) as err:
+            return _Undecodable(request_type.DESCRIPTOR.full_name, err)
+
+    return parse
+
+
+def _checked(method: Any) -> Any:
+    async def behaviour(request: Any, context: Any) -> Any:
+        if isinstance(request, _Undecodable):
+            raise KInvalidInput(
+                f"the request is not a valid {request.message} protobuf message: {request.err}"
+            )
+        return await method(request, context)
+
+    return behaviour
+
+
+def add_servicer(servicer: Any, server: Any) -> None:
+    """Register `servicer` as the generated code does, but with lenient deserializers."""
+    import grpc
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            _checked(getattr(servicer, name)),
+            request_deserializer=_lenient(getattr(pb, f"{name}Request")),
+            response_serializer=getattr(pb, f"{name}Response").SerializeToString,
+        )
+        for name in _GRPC_METHODS
+    }
+    service = "inference.GRPCInferenceService"
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    server.add_registered_method_handlers(service, handlers)
+
+
+_V2_DATATYPES = frozenset(
+    {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64"}
+    | {"FP16", "FP32", "FP64", "BYTES"}
+)
+
+
+def _check_grpc_request(request: Any) -> None:
+    """What KServe's gRPC decoding refuses without naming it, as errors that name it."""
+    if not request.model_name:
+        raise KInvalidInput("ModelInfer request has no model_name")
+    for i, tensor in enumerate(request.inputs):
+        where = f"input {tensor.name!r}" if tensor.name else f"inputs[{i}] (no name)"
+        if tensor.datatype not in _V2_DATATYPES:
+            raise KInvalidInput(
+                f"{where}: datatype {tensor.datatype!r} is not a v2 datatype "
+                f"({', '.join(sorted(_V2_DATATYPES))})"
+            )
+
+
 class ChurnInferenceServicer(InferenceServicer):
-    """KServe's servicer; with a payload logger, each ModelInfer is logged as v2 JSON."""
+    """KServe's servicer; with a payload logger, each ModelInfer is logged as v2 JSON.
+
+    A ModelInfer without a model name is INVALID_ARGUMENT saying so (KServe:
+    NOT_FOUND "Model with name  does not exist").
+    """
 
     async def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: D102, N802
+        _check_grpc_request(request)
         payload_logger: PayloadLogger | None = getattr(self._data_plane, "payload_logger", None)
         if payload_logger is None:
             return await super().ModelInfer(request, context)
@@ -386,7 +475,7 @@ class ChurnGRPCServer(GRPCServer):
                 ("grpc.max_receive_message_length", self._max_body_bytes),
             ],
         )
-        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
+        add_servicer(servicer, self._server)
         host = f"[{self._host}]" if ":" in self._host else self._host
         address = f"{host}:{self._port}"
         self._server.add_insecure_port(address)
