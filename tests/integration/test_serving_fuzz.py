@@ -182,7 +182,7 @@ def rest_mutation(draw: Any, case: Case) -> None:
             body.pop("inputs")
         else:
             body[key] = draw(weird_value)
-        case.clues |= {key}
+        case.clues |= {key, "missing"}  # no inputs, or [], is every attribute missing
     elif kind == "rows":
         n = draw(st.integers(MAX_ROWS + 1, 4 * MAX_ROWS))
         for x in body["inputs"]:
@@ -430,7 +430,7 @@ def grpc_case(draw: Any, base: Any) -> tuple[bytes, set[str]]:
     raw = request.SerializeToString()
     if draw(st.integers(0, 9)) == 0:
         raw = raw[: draw(st.integers(0, max(0, len(raw) - 1)))]
-        clues |= {"deserializ", "parse", "protobuf", "request"}
+        clues |= {"protobuf", "model_name", "missing", "shape", "datatype", "contents"}
     return raw, clues
 
 
