@@ -19,7 +19,7 @@ the training stages' outputs (`churn_components.training.steps`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,6 +208,15 @@ def register_step(
         transform_sha256,
     )
     records = describe_model(assembled, decision, data_metadata, config)
+    published: dict[str, str] = {}
+
+    def publish_first(version: str) -> None:
+        # before the registry learns of the version: a store that fails registers nothing
+        if artifact_store:
+            published["uri"] = publish(
+                bundle_dir, artifact_store, config, version, connection_string
+            )
+
     if tracking_uri:
         registered = log_and_register(
             assembled,
@@ -217,15 +226,15 @@ def register_step(
             tracking_uri=tracking_uri,
             artifact_root=artifact_store,
             run_name=run_name,
+            before_register=publish_first,
         )
     else:
         meta = write_bundle(bundle_dir, assembled, records, config, version=None)
         registered = {"version": meta["version"]}
+        publish_first(str(meta["version"]))
     out = _result(assembled, records, bundle_dir, registered)
-    if artifact_store:
-        out["bundle_uri"] = publish(
-            bundle_dir, artifact_store, config, str(out["version"]), connection_string
-        )
+    if published:
+        out["bundle_uri"] = published["uri"]
     return out
 
 
@@ -424,8 +433,13 @@ def log_and_register(
     tracking_uri: str,
     artifact_root: str = "",
     run_name: str = "churn-training",
+    before_register: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """One MLflow run: write the bundle as the next version, log its record, register it.
+
+    `before_register(version)` runs between writing the bundle and registering
+    it (publishing it to the artifact store): when it raises, the run is marked
+    FAILED and nothing is registered.
 
     Raises:
         StoreError: the registry could not be reached or refused a write; the run
@@ -470,6 +484,8 @@ def log_and_register(
                 },
                 texts={"report.md": records.report},
             )
+            if before_register is not None:
+                before_register(str(version))
             registration = register_bundle(
                 client,
                 run_id,
