@@ -14,6 +14,7 @@ that is not an inference request at all) a 400 `{"error": ...}` instead of a
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,12 +29,27 @@ def status_of(err: BaseException) -> int:
     return int(getattr(err, "status_code", 500)) if isinstance(err, ChurnError) else 500
 
 
+_LONG_QUOTED = re.compile(r"""(['"])([^'"]{60})[^'"]{20,}\1""")
+MAX_MESSAGE = 1000
+
+
+def shorten(message: str) -> str:
+    """`message` with long quoted values cut (a reason, never the request echoed back)."""
+    if len(message) <= 200:
+        return message
+    message = _LONG_QUOTED.sub(lambda m: f"{m.group(1)}{m.group(2)}...{m.group(1)} (cut)", message)
+    return message if len(message) <= MAX_MESSAGE else message[:MAX_MESSAGE] + "... (cut)"
+
+
 def to_kserve(err: ChurnError, model_name: str) -> Exception:
-    """The KServe exception that answers `err` with the same status on REST and gRPC."""
+    """The KServe exception that answers `err` with the same status on REST and gRPC.
+
+    Client errors are `shorten`ed: a 50 kB category echoed back is no reason.
+    """
     from kserve import errors as kerr
 
     if isinstance(err, InvalidInput):
-        return kerr.InvalidInput(str(err))
+        return kerr.InvalidInput(shorten(str(err)))
     if isinstance(err, NotReady):
         not_ready = kerr.ModelNotReady(model_name, str(err))
         not_ready.reason = str(not_ready)  # KServe's gRPC interceptor reads .reason

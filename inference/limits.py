@@ -137,7 +137,7 @@ def _json_part(headers: dict[bytes, bytes], body: bytes) -> bytes:
         size = int(length)
     except ValueError:
         raise KInvalidInput(
-            f"{HEADER_LENGTH} {length.decode('latin-1')!r} is not an integer"
+            f"{HEADER_LENGTH} {length.decode('latin-1')[:60]!r} is not an integer"
         ) from None
     if not 0 < size <= len(body):
         raise KInvalidInput(f"{HEADER_LENGTH} {size} outside the body's {len(body)}")

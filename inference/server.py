@@ -98,6 +98,11 @@ class ChurnDataPlane(DataPlane):
         return meta
 
 
+def _cut(text: str, keep: int = 60) -> str:
+    """`text` itself when short, else its start and "..." (error messages stay short)."""
+    return text if len(text) <= keep + 20 else f"{text[:keep]}..."
+
+
 def _check_request_json(body: Any, max_rows: int = DEFAULT_MAX_BATCH_ROWS) -> None:
     """What KServe's pydantic `InferenceRequest` checks, as 400s naming the field.
 
@@ -113,14 +118,16 @@ def _check_request_json(body: Any, max_rows: int = DEFAULT_MAX_BATCH_ROWS) -> No
         if not isinstance(tensor, dict):
             raise KInvalidInput(f"inputs[{i}] must be an object")
         name = tensor.get("name")
-        where = f"input {name!r}" if isinstance(name, str) else f"inputs[{i}]"
+        where = f"input {_cut(name)!r}" if isinstance(name, str) else f"inputs[{i}]"
         if not isinstance(name, str):
             raise KInvalidInput(f'{where}: "name" must be a string')
         shape = tensor.get("shape")
         if not isinstance(shape, list) or not all(
             isinstance(d, int) and not isinstance(d, bool) for d in shape
         ):
-            raise KInvalidInput(f'{where}: "shape" must be a list of integers, got {shape!r}')
+            raise KInvalidInput(
+                f'{where}: "shape" must be a list of integers, got {_cut(repr(shape))}'
+            )
         if not isinstance(tensor.get("datatype"), str):
             raise KInvalidInput(f'{where}: "datatype" must be a string')
         params = tensor.get("parameters")
@@ -233,7 +240,7 @@ def _register_fast_infer(
         if payload_logger is not None:  # as received, even when it is refused below
             payload_logger.emit(REQUEST_TYPE, model_name, request_id, body, content_type)
         if json_length == -1:
-            raise KInvalidInput(f"{_HEADER_LENGTH} {length!r} is not an integer")
+            raise KInvalidInput(f"{_HEADER_LENGTH} {_cut(str(length))!r} is not an integer")
         if not 0 < json_length <= len(body):
             raise KInvalidInput(f"{_HEADER_LENGTH} {json_length} outside the body's {len(body)}")
         if parse_error is not None:
@@ -389,10 +396,10 @@ def _check_grpc_request(request: Any) -> None:
     if not request.model_name:
         raise KInvalidInput("ModelInfer request has no model_name")
     for i, tensor in enumerate(request.inputs):
-        where = f"input {tensor.name!r}" if tensor.name else f"inputs[{i}] (no name)"
+        where = f"input {_cut(tensor.name)!r}" if tensor.name else f"inputs[{i}] (no name)"
         if tensor.datatype not in _V2_DATATYPES:
             raise KInvalidInput(
-                f"{where}: datatype {tensor.datatype!r} is not a v2 datatype "
+                f"{where}: datatype {_cut(tensor.datatype)!r} is not a v2 datatype "
                 f"({', '.join(sorted(_V2_DATATYPES))})"
             )
 

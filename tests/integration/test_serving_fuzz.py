@@ -156,13 +156,15 @@ def rest_mutation(draw: Any, case: Case) -> None:
             else t
         )
         if isinstance(cat.get("data"), list) and cat["data"]:
-            cat["data"][0] = draw(st.text(max_size=20) | weird_value)
+            cat["data"][0] = draw(
+                st.text(max_size=20) | weird_value | st.sampled_from(["x" * 5000, "Yes" * 999])
+            )
         case.clues |= _clue_of(cat)
     elif kind == "number":
         num = next((x for x in body["inputs"] if x.get("name") in NUMERIC), t)
         if isinstance(num.get("data"), list) and num["data"]:
             num["data"][0] = draw(
-                st.sampled_from([math.nan, math.inf, -math.inf, "NaN", "12", "", True])
+                st.sampled_from([math.nan, math.inf, -math.inf, "NaN", "12", "", True, "9" * 3000])
                 | weird_value
             )
         case.clues |= _clue_of(num)

@@ -148,6 +148,18 @@ def test_deep_json_is_refused(server, rows, depth):
     assert_still_serves(server, rows)
 
 
+@pytest.mark.parametrize(("column", "value"), [("gender", "x" * 40_000), ("tenure", "9" * 40_000)])
+def test_long_values_are_refused_with_a_short_reason(server, rows, column, value):
+    body = v2_body(rows.iloc[:1])
+    tensor = next(t for t in body["inputs"] if t["name"] == column)
+    tensor["data"] = [value]
+    r = infer(server, orjson.dumps(body))
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert column in error and len(error) < 500, error[:600]
+    assert_still_serves(server, rows)
+
+
 def test_brackets_inside_strings_are_not_nesting(server, rows):
     body = v2_body(rows.iloc[:1])
     body["id"] = "[" * 200 + '\\"{' * 50
