@@ -25,6 +25,14 @@ default), and:
   route more than the model itself. `fast_rest=False` serves KServe's route
   unchanged (the benchmark measures both).
 
+* refuses what a server on the internet must refuse, before parsing
+  (`churn_inference.limits`): a body over `max_body_bytes` (413; gRPC:
+  `grpc.max_receive_message_length`, RESOURCE_EXHAUSTED), a batch over
+  `max_batch_rows` (413 / RESOURCE_EXHAUSTED), JSON nested deeper than 32
+  levels or not UTF-8 (400), on every REST route, KServe's included; gRPC
+  bytes that are not the method's protobuf message are INVALID_ARGUMENT
+  naming it (gRPC's own answer is UNKNOWN).
+
 Per-request log lines (uvicorn's access log, the gRPC method log, KServe's
 timing middleware) are off unless `access_log` is set.
 """
