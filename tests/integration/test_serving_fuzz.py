@@ -101,6 +101,11 @@ weird_value = st.one_of(
 )
 
 
+def _first(inputs: list[Any], names: list[str], default: dict[str, Any]) -> dict[str, Any]:
+    """The first input tensor named one of `names`, else `default`."""
+    return next((x for x in inputs if isinstance(x, dict) and x.get("name") in names), default)
+
+
 def _clue_of(tensor: dict[str, Any]) -> set[str]:
     name = tensor.get("name")
     return {str(name)} if isinstance(name, str) else {"inputs["}
@@ -132,6 +137,9 @@ def rest_mutation(draw: Any, case: Case) -> None:
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or not body["inputs"]:
         return
     t = case.tensor(draw(st.integers(0, 100)))
+    if not isinstance(t, dict):  # an earlier mutation made the inputs a list of non-objects
+        case.clues |= {"inputs", "must be an object"}
+        return
     clue = _clue_of(t)
     if kind == "datatype":
         t["datatype"] = draw(st.sampled_from([*DATATYPES, "FLOAT", "", "fp64"]) | weird_value)
@@ -150,18 +158,14 @@ def rest_mutation(draw: Any, case: Case) -> None:
         body["inputs"].append({**t, "name": name})
         case.clues |= {name} if name.isprintable() else {"unexpected input"}
     elif kind == "category":
-        cat = (
-            next(x for x in body["inputs"] if x.get("name") in CATEGORICAL)
-            if any(x.get("name") in CATEGORICAL for x in body["inputs"])
-            else t
-        )
+        cat = _first(body["inputs"], CATEGORICAL, t)
         if isinstance(cat.get("data"), list) and cat["data"]:
             cat["data"][0] = draw(
                 st.text(max_size=20) | weird_value | st.sampled_from(["x" * 5000, "Yes" * 999])
             )
         case.clues |= _clue_of(cat)
     elif kind == "number":
-        num = next((x for x in body["inputs"] if x.get("name") in NUMERIC), t)
+        num = _first(body["inputs"], NUMERIC, t)
         if isinstance(num.get("data"), list) and num["data"]:
             num["data"][0] = draw(
                 st.sampled_from([math.nan, math.inf, -math.inf, "NaN", "12", "", True, "9" * 3000])
