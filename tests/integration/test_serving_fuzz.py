@@ -12,8 +12,8 @@ success or a 4xx (gRPC: not UNKNOWN/INTERNAL) whose error text names one of
 the things the mutations broke; after all of them a good request gets the
 same answer as before.
 
-Examples per property: ``FUZZ_EXAMPLES`` (default 550 per REST route, lean and
-KServe's, and 1,100 over gRPC: >= 1,000 each); ``make fuzz`` runs many more.
+Examples per property: ``FUZZ_EXAMPLES`` (default 500 per REST route, lean and
+KServe's, and 1,000 over gRPC: >= 1,000 each); ``make fuzz`` runs many more.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ pytestmark = pytest.mark.integration
 
 MAX_BODY = 256 * 1024
 MAX_ROWS = 100
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "550"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "500"))
 NAMES = [c.name for c in FEATURE_COLUMNS]
 CATEGORICAL = [c.name for c in FEATURE_COLUMNS if isinstance(c, Categorical)]
 NUMERIC = [c.name for c in FEATURE_COLUMNS if not isinstance(c, Categorical)]
