@@ -106,7 +106,7 @@ images: ## Build the four container images (components, serving, drift service, 
 clean: ## Remove local artifacts, runs and caches (not .venv)
 	rm -rf artifacts mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install test test-unit lint lint-workflows format demo bench bench-quick bench-model bench-drift bench-scoring bench-rollout bench-trigger bench-estimate bench-monitor compile manifests images clean
+.PHONY: help install test test-unit lint lint-workflows format demo bench bench-quick bench-model bench-drift bench-scoring bench-rollout bench-trigger bench-estimate bench-monitor compile manifests images fuzz clean
 
 bench-rollout: install ## Rollout gates by simulation: false rollbacks over 1,000 rollouts, power at 1% -> 3% errors
 	.venv/bin/python bench/rollout_sim.py $(BENCH_ARGS)
@@ -119,3 +119,9 @@ bench-estimate: install ## Label-free performance estimate: error and coverage u
 
 bench-monitor: install ## Event path: drift service intake and processing, logging's cost to the predictor
 	.venv/bin/python bench/monitor.py $(BENCH_ARGS)
+
+FUZZ_EXAMPLES ?= 5000
+fuzz: install ## Malformed-request fuzzing of churn serve, REST and gRPC, long form (FUZZ_EXAMPLES per property)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) .venv/bin/pytest -s tests/integration/test_serving_fuzz.py tests/integration/test_serving_limits.py $(PYTEST_ARGS)
+
+.PHONY: fuzz

@@ -30,3 +30,8 @@ class Settings(BaseSettings):
     # PostgreSQL on a cluster (postgresql+psycopg://user:password@host/db)
     monitor_db_url: str = "sqlite:///monitor.db"
     monitor_port: int = 8090
+    # limits of the predictor server (`churn serve`): a request body larger than
+    # max_body_bytes (REST body, gRPC message) is refused with 413 / RESOURCE_EXHAUSTED
+    # before it is parsed, and so is a request of more than max_batch_rows customers
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_batch_rows: int = 10_000

@@ -46,6 +46,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "counted (default 10000)",
     )
     parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=None,
+        help="refuse a REST body or gRPC message larger than this, before parsing: 413 / "
+        "RESOURCE_EXHAUSTED (CHURN_MAX_BODY_BYTES; default 8 MiB)",
+    )
+    parser.add_argument(
+        "--max-batch-rows",
+        type=int,
+        default=None,
+        help="refuse a request of more customers than this: 413 / RESOURCE_EXHAUSTED "
+        "(CHURN_MAX_BATCH_ROWS; default 10000)",
+    )
+    parser.add_argument(
         "--kserve-rest",
         action="store_true",
         help="serve v2 REST infer with KServe's own route instead of the lean one",
@@ -57,6 +71,23 @@ def model_uri(args: argparse.Namespace, settings: Settings, registered_name: str
     if args.bundle:
         return str(Path(args.bundle).resolve())
     return str(args.model_uri or settings.model_uri or f"models:/{registered_name}@champion")
+
+
+def limits(args: argparse.Namespace, settings: Settings) -> tuple[int, int]:
+    """The body-size and batch-rows limits: the options, else CHURN_MAX_BODY_BYTES / _ROWS.
+
+    Raises:
+        InvalidInput: a limit that is not a positive number.
+    """
+    body = args.max_body_bytes if args.max_body_bytes is not None else settings.max_body_bytes
+    rows = args.max_batch_rows if args.max_batch_rows is not None else settings.max_batch_rows
+    for flag, value in (("--max-body-bytes", body), ("--max-batch-rows", rows)):
+        if value < 1:
+            raise InvalidInput(
+                f"{flag} (CHURN_{flag[2:].replace('-', '_').upper()}) must be "
+                f"a positive number, got {value}"
+            )
+    return body, rows
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -86,12 +117,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
     name = args.name or settings.model_name
     uri = model_uri(args, settings, config.registry.model_name)
+    max_body_bytes, max_batch_rows = limits(args, settings)
     predictor = ChurnPredictor(
         name,
         uri,
         explainer_config=config.explainer,
         connection_string=settings.azure_storage_connection_string,
         tracking_uri=settings.mlflow_tracking_uri,
+        max_batch_rows=max_batch_rows,
     )
     predictor.load()
     explainer = ChurnExplainerModel(predictor)
@@ -112,6 +145,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         fast_rest=not args.kserve_rest,
         access_log=args.access_log,
         payload_logger=payload_logger,
+        max_body_bytes=max_body_bytes,
+        max_batch_rows=max_batch_rows,
     )
     server.start([predictor, explainer])
     return 0

@@ -14,6 +14,7 @@ that is not an inference request at all) a 400 `{"error": ...}` instead of a
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,12 +29,27 @@ def status_of(err: BaseException) -> int:
     return int(getattr(err, "status_code", 500)) if isinstance(err, ChurnError) else 500
 
 
+_LONG_QUOTED = re.compile(r"""(['"])([^'"]{60})[^'"]{20,}\1""")
+MAX_MESSAGE = 1000
+
+
+def shorten(message: str) -> str:
+    """`message` with long quoted values cut (a reason, never the request echoed back)."""
+    if len(message) <= 200:
+        return message
+    message = _LONG_QUOTED.sub(lambda m: f"{m.group(1)}{m.group(2)}...{m.group(1)} (cut)", message)
+    return message if len(message) <= MAX_MESSAGE else message[:MAX_MESSAGE] + "... (cut)"
+
+
 def to_kserve(err: ChurnError, model_name: str) -> Exception:
-    """The KServe exception that answers `err` with the same status on REST and gRPC."""
+    """The KServe exception that answers `err` with the same status on REST and gRPC.
+
+    Client errors are `shorten`ed: a 50 kB category echoed back is no reason.
+    """
     from kserve import errors as kerr
 
     if isinstance(err, InvalidInput):
-        return kerr.InvalidInput(str(err))
+        return kerr.InvalidInput(shorten(str(err)))
     if isinstance(err, NotReady):
         not_ready = kerr.ModelNotReady(model_name, str(err))
         not_ready.reason = str(not_ready)  # KServe's gRPC interceptor reads .reason
@@ -72,9 +88,33 @@ def _validation_message(errors: Any) -> str:
 
 
 def install_rest_handlers(app: Any) -> None:
-    """Answer FastAPI request-validation errors with 400 {"error": ...} naming the field."""
+    """Answer FastAPI request-validation errors with 400 {"error": ...} naming the field.
+
+    A request beyond a configured limit (`limits.RequestTooLarge`) is a 413;
+    FastAPI's own HTTP errors (a body it cannot parse, an unknown route) answer
+    {"error": ...} too, not {"detail": ...}.
+    """
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from churn_inference.limits import RequestTooLarge
+
+    async def too_large(_: Any, exc: RequestTooLarge) -> JSONResponse:
+        logger.info("refused request: %s", exc)
+        return JSONResponse(status_code=413, content={"error": str(exc)})
+
+    app.add_exception_handler(RequestTooLarge, too_large)
+
+    async def http_error(_: Any, exc: StarletteHTTPException) -> JSONResponse:
+        detail = str(exc.detail)
+        if detail == "There was an error parsing the body":  # FastAPI's JSON body failure
+            detail = f"request body is not valid JSON ({detail})"
+        return JSONResponse(
+            status_code=exc.status_code, content={"error": detail}, headers=exc.headers
+        )
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
 
     async def invalid_request(_: Any, exc: RequestValidationError) -> JSONResponse:
         message = _validation_message(exc.errors())

@@ -23,6 +23,7 @@ from kserve import InferOutput, InferRequest, InferResponse, Model
 from churn_core.config import ExplainerConfig
 from churn_core.errors import ChurnError, InvalidInput, NotReady
 from churn_inference.errors import kserve_errors
+from churn_inference.limits import DEFAULT_MAX_BATCH_ROWS, check_batch_rows
 from churn_inference.loading import ServedBundle, open_bundle
 from churn_inference.metrics import churn_metrics
 from churn_inference.schema import (
@@ -149,6 +150,7 @@ class ChurnPredictor(_SyncModel):
         explainer_config: top-k and the retention catalogue.
         connection_string: Azure Storage connection string for blob URIs.
         tracking_uri: the MLflow registry for a ``models:/`` URI.
+        max_batch_rows: a request of more customers is refused (413 / RESOURCE_EXHAUSTED).
     """
 
     def __init__(
@@ -159,8 +161,10 @@ class ChurnPredictor(_SyncModel):
         connection_string: str = "",
         *,
         tracking_uri: str = "",
+        max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
     ) -> None:
         super().__init__(name)
+        self.max_batch_rows = max_batch_rows
         self.ready: bool = False
         self.model_uri = model_uri
         self.explainer_config = explainer_config
@@ -242,6 +246,7 @@ class ChurnPredictor(_SyncModel):
         self, payload: Any, outputs: list[str] | None = None
     ) -> tuple[dict[str, np.ndarray], list[str]]:
         """Checked column arrays and requested outputs (v2); counts validation errors."""
+        self._check_rows(payload)
         try:
             if isinstance(payload, InferRequest):
                 names = _requested(payload, outputs or [])
@@ -264,6 +269,17 @@ class ChurnPredictor(_SyncModel):
         except InvalidInput as err:
             churn_metrics().record_validation_error(self.name, column_of(str(err), self._names))
             raise
+
+    def _check_rows(self, payload: Any) -> None:
+        """Refuse a batch beyond `max_batch_rows` before any value is decoded."""
+        limit = self.max_batch_rows
+        if isinstance(payload, InferRequest):
+            for tensor in payload.inputs:
+                data = tensor.data
+                count = len(data) if isinstance(data, list | tuple) else 0
+                check_batch_rows(f"input {tensor.name!r}", list(tensor.shape or ()), count, limit)
+        elif isinstance(payload, Mapping) and isinstance(payload.get("instances"), list):
+            check_batch_rows('"instances"', None, len(payload["instances"]), limit)
 
     def predict(self, payload: Any, headers: Mapping[str, str] | None = None) -> Any:
         """Churn probability and decision for every customer in the request."""

@@ -25,6 +25,14 @@ default), and:
   route more than the model itself. `fast_rest=False` serves KServe's route
   unchanged (the benchmark measures both).
 
+* refuses what a server on the internet must refuse, before parsing
+  (`churn_inference.limits`): a body over `max_body_bytes` (413; gRPC:
+  `grpc.max_receive_message_length`, RESOURCE_EXHAUSTED), a batch over
+  `max_batch_rows` (413 / RESOURCE_EXHAUSTED), JSON nested deeper than 32
+  levels or not UTF-8 (400), on every REST route, KServe's included; gRPC
+  bytes that are not the method's protobuf message are INVALID_ARGUMENT
+  naming it (gRPC's own answer is UNKNOWN).
+
 Per-request log lines (uvicorn's access log, the gRPC method log, KServe's
 timing middleware) are off unless `access_log` is set.
 """
@@ -45,7 +53,6 @@ from kserve.errors import InferenceError, ModelNotReady, NoModelReady
 from kserve.errors import InvalidInput as KInvalidInput
 from kserve.model import BaseKServeModel
 from kserve.protocol.dataplane import DataPlane
-from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
 from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
@@ -53,6 +60,13 @@ from kserve.protocol.infer_type import InferRequest, InferResponse
 from kserve.protocol.rest.server import RESTServer
 
 from churn_inference.errors import install_rest_handlers, model_not_found
+from churn_inference.limits import (
+    DEFAULT_MAX_BATCH_ROWS,
+    DEFAULT_MAX_BODY_BYTES,
+    BodyLimits,
+    RequestTooLarge,
+    check_batch_rows,
+)
 from churn_inference.payload_log import (
     REQUEST_TYPE,
     RESPONSE_TYPE,
@@ -92,8 +106,17 @@ class ChurnDataPlane(DataPlane):
         return meta
 
 
-def _check_request_json(body: Any) -> None:
-    """What KServe's pydantic `InferenceRequest` checks, as 400s naming the field."""
+def _cut(text: str, keep: int = 60) -> str:
+    """`text` itself when short, else its start and "..." (error messages stay short)."""
+    return text if len(text) <= keep + 20 else f"{text[:keep]}..."
+
+
+def _check_request_json(body: Any, max_rows: int = DEFAULT_MAX_BATCH_ROWS) -> None:
+    """What KServe's pydantic `InferenceRequest` checks, as 400s naming the field.
+
+    A tensor of more than `max_rows` rows is a 413 (`RequestTooLarge`) here,
+    before its values are decoded.
+    """
     if not isinstance(body, dict):
         raise KInvalidInput("inference request must be a JSON object")
     inputs = body.get("inputs")
@@ -103,14 +126,16 @@ def _check_request_json(body: Any) -> None:
         if not isinstance(tensor, dict):
             raise KInvalidInput(f"inputs[{i}] must be an object")
         name = tensor.get("name")
-        where = f"input {name!r}" if isinstance(name, str) else f"inputs[{i}]"
+        where = f"input {_cut(name)!r}" if isinstance(name, str) else f"inputs[{i}]"
         if not isinstance(name, str):
             raise KInvalidInput(f'{where}: "name" must be a string')
         shape = tensor.get("shape")
         if not isinstance(shape, list) or not all(
             isinstance(d, int) and not isinstance(d, bool) for d in shape
         ):
-            raise KInvalidInput(f'{where}: "shape" must be a list of integers, got {shape!r}')
+            raise KInvalidInput(
+                f'{where}: "shape" must be a list of integers, got {_cut(repr(shape))}'
+            )
         if not isinstance(tensor.get("datatype"), str):
             raise KInvalidInput(f'{where}: "datatype" must be a string')
         params = tensor.get("parameters")
@@ -121,7 +146,8 @@ def _check_request_json(body: Any) -> None:
             if not (params and "binary_data_size" in params):
                 raise KInvalidInput(f'{where}: "data" is missing')
         elif not isinstance(data, list):
-            raise KInvalidInput(f'{where}: "data" must be a list, got {data!r}')
+            raise KInvalidInput(f'{where}: "data" must be a list, got {str(data)[:80]!r}')
+        check_batch_rows(where, shape, len(data) if data is not None else 0, max_rows)
     outputs = body.get("outputs")
     if outputs is not None:
         if not isinstance(outputs, list) or not all(
@@ -194,7 +220,9 @@ def _register_versioned_routes(app: FastAPI, dataplane: DataPlane) -> None:
     app.add_route("/v2/models/{model_name}/versions/{model_version}/ready", ready, methods=["GET"])
 
 
-def _register_fast_infer(app: FastAPI, dataplane: DataPlane) -> None:
+def _register_fast_infer(
+    app: FastAPI, dataplane: DataPlane, max_rows: int = DEFAULT_MAX_BATCH_ROWS
+) -> None:
     async def infer(request: Request) -> Response:
         model_name = request.path_params["model_name"]
         _check_version(dataplane, model_name, request.path_params.get("model_version"))
@@ -220,12 +248,12 @@ def _register_fast_infer(app: FastAPI, dataplane: DataPlane) -> None:
         if payload_logger is not None:  # as received, even when it is refused below
             payload_logger.emit(REQUEST_TYPE, model_name, request_id, body, content_type)
         if json_length == -1:
-            raise KInvalidInput(f"{_HEADER_LENGTH} {length!r} is not an integer")
+            raise KInvalidInput(f"{_HEADER_LENGTH} {_cut(str(length))!r} is not an integer")
         if not 0 < json_length <= len(body):
             raise KInvalidInput(f"{_HEADER_LENGTH} {json_length} outside the body's {len(body)}")
         if parse_error is not None:
             raise KInvalidInput(f"request body is not valid JSON: {parse_error}") from parse_error
-        _check_request_json(parsed)
+        _check_request_json(parsed, max_rows)
         try:
             infer_request = InferRequest.from_bytes(body, json_length, model_name)
         except (InferenceError, KeyError, TypeError, ValueError, IndexError, struct.error) as err:
@@ -266,8 +294,12 @@ class ChurnRESTServer(RESTServer):
         host: str,
         fast_rest: bool,
         access_log: bool,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
         **kwargs: Any,
     ) -> None:
+        self.max_body_bytes = max_body_bytes
+        self.max_batch_rows = max_batch_rows
         super().__init__(*args, **kwargs)
         self.config.host = host
         self.config.access_log = access_log
@@ -282,11 +314,12 @@ class ChurnRESTServer(RESTServer):
     def _add_middlewares(self, app: FastAPI) -> None:
         if self.access_log:
             super()._add_middlewares(app)
+        app.add_middleware(BodyLimits, max_body_bytes=self.max_body_bytes)  # the outermost
 
     def _register_endpoints(self, app: FastAPI) -> None:
         _register_versioned_routes(app, self.dataplane)
         if self.fast_rest:
-            _register_fast_infer(app, self.dataplane)
+            _register_fast_infer(app, self.dataplane, self.max_batch_rows)
         super()._register_endpoints(app)
 
     def _add_exception_handlers(self, app: FastAPI) -> None:
@@ -294,10 +327,100 @@ class ChurnRESTServer(RESTServer):
         install_rest_handlers(app)
 
 
+class _Undecodable:
+    """A gRPC request whose bytes are not the method's protobuf message."""
+
+    def __init__(self, message: str, err: Exception) -> None:
+        self.message = message
+        self.err = err
+
+
+_GRPC_METHODS = (
+    "ServerLive",
+    "ServerReady",
+    "ModelReady",
+    "ServerMetadata",
+    "ModelMetadata",
+    "ModelInfer",
+    "RepositoryModelLoad",
+    "RepositoryModelUnload",
+)
+
+
+def _lenient(request_type: Any) -> Any:
+    """A deserializer that hands undecodable bytes on as `_Undecodable` instead of failing.
+
+    gRPC answers a deserializer's exception with UNKNOWN ("Unexpected
+    DecodeError"); handed on, the method answers INVALID_ARGUMENT naming it.
+    """
+    from google.protobuf.message import DecodeError
+
+    def parse(data: bytes) -> Any:
+        try:
+            return request_type.FromString(data)
+        except (DecodeError, ValueError, RuntimeError) as err:
+            return _Undecodable(request_type.DESCRIPTOR.full_name, err)
+
+    return parse
+
+
+def _checked(method: Any) -> Any:
+    async def behaviour(request: Any, context: Any) -> Any:
+        if isinstance(request, _Undecodable):
+            raise KInvalidInput(
+                f"the request is not a valid {request.message} protobuf message: {request.err}"
+            )
+        return await method(request, context)
+
+    return behaviour
+
+
+def add_servicer(servicer: Any, server: Any) -> None:
+    """Register `servicer` as the generated code does, but with lenient deserializers."""
+    import grpc
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            _checked(getattr(servicer, name)),
+            request_deserializer=_lenient(getattr(pb, f"{name}Request")),
+            response_serializer=getattr(pb, f"{name}Response").SerializeToString,
+        )
+        for name in _GRPC_METHODS
+    }
+    service = "inference.GRPCInferenceService"
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    server.add_registered_method_handlers(service, handlers)
+
+
+_V2_DATATYPES = frozenset(
+    {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64"}
+    | {"FP16", "FP32", "FP64", "BYTES"}
+)
+
+
+def _check_grpc_request(request: Any) -> None:
+    """What KServe's gRPC decoding refuses without naming it, as errors that name it."""
+    if not request.model_name:
+        raise KInvalidInput("ModelInfer request has no model_name")
+    for i, tensor in enumerate(request.inputs):
+        where = f"input {_cut(tensor.name)!r}" if tensor.name else f"inputs[{i}] (no name)"
+        if tensor.datatype not in _V2_DATATYPES:
+            raise KInvalidInput(
+                f"{where}: datatype {_cut(tensor.datatype)!r} is not a v2 datatype "
+                f"({', '.join(sorted(_V2_DATATYPES))})"
+            )
+
+
 class ChurnInferenceServicer(InferenceServicer):
-    """KServe's servicer; with a payload logger, each ModelInfer is logged as v2 JSON."""
+    """KServe's servicer; with a payload logger, each ModelInfer is logged as v2 JSON.
+
+    A ModelInfer without a model name is INVALID_ARGUMENT saying so (KServe:
+    NOT_FOUND "Model with name  does not exist").
+    """
 
     async def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: D102, N802
+        _check_grpc_request(request)
         payload_logger: PayloadLogger | None = getattr(self._data_plane, "payload_logger", None)
         if payload_logger is None:
             return await super().ModelInfer(request, context)
@@ -318,19 +441,45 @@ class ChurnInferenceServicer(InferenceServicer):
         return response
 
 
-class ChurnGRPCServer(GRPCServer):
-    """KServe's gRPC server (its servicer and error interceptor) bound to `host`."""
+class ChurnExceptionInterceptor(ExceptionToStatusInterceptor):
+    """KServe's error interceptor; a request beyond a limit is RESOURCE_EXHAUSTED."""
 
-    def __init__(self, *args: Any, host: str, access_log: bool, **kwargs: Any) -> None:
+    async def handle_exception(  # noqa: D102
+        self, ex: Exception, request_or_iterator: Any, context: Any, method_name: str
+    ) -> None:
+        if isinstance(ex, RequestTooLarge):
+            from grpc import StatusCode
+
+            logger.info("refused gRPC request: %s", ex)
+            await context.abort(StatusCode.RESOURCE_EXHAUSTED, ex.reason)
+        await super().handle_exception(ex, request_or_iterator, context, method_name)
+
+
+class ChurnGRPCServer(GRPCServer):
+    """KServe's gRPC server (its servicer and error interceptor) bound to `host`.
+
+    A message larger than `max_body_bytes` is refused by gRPC itself
+    (`grpc.max_receive_message_length`: RESOURCE_EXHAUSTED) before it is decoded.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        host: str,
+        access_log: bool,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._host = host
         self._access_log = access_log
+        self._max_body_bytes = max_body_bytes
 
     async def start(self, max_workers: int) -> None:  # noqa: D102
         from grpc import aio
 
         servicer = ChurnInferenceServicer(self._data_plane, self._model_repository_extension)
-        interceptors: list[Any] = [ExceptionToStatusInterceptor()]
+        interceptors: list[Any] = [ChurnExceptionInterceptor()]
         if self._access_log:
             interceptors.insert(0, LoggingInterceptor())
         self._server = aio.server(
@@ -338,13 +487,10 @@ class ChurnGRPCServer(GRPCServer):
             interceptors=interceptors,
             options=[
                 ("grpc.max_send_message_length", self._kwargs["grpc_max_send_message_length"]),
-                (
-                    "grpc.max_receive_message_length",
-                    self._kwargs["grpc_max_receive_message_length"],
-                ),
+                ("grpc.max_receive_message_length", self._max_body_bytes),
             ],
         )
-        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
+        add_servicer(servicer, self._server)
         host = f"[{self._host}]" if ":" in self._host else self._host
         address = f"{host}:{self._port}"
         self._server.add_insecure_port(address)
@@ -366,6 +512,8 @@ class ChurnModelServer(ModelServer):
         access_log: bool = False,
         grace_period: int = 5,
         payload_logger: PayloadLogger | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -381,6 +529,8 @@ class ChurnModelServer(ModelServer):
         self.host = host
         self.fast_rest = fast_rest
         self.access_log = access_log
+        self.max_body_bytes = max_body_bytes
+        self.max_batch_rows = max_batch_rows
         self.dataplane = ChurnDataPlane(model_registry=self.registered_models)
         self.payload_logger = payload_logger
         self.dataplane.payload_logger = payload_logger  # read by the lean route and gRPC
@@ -402,6 +552,8 @@ class ChurnModelServer(ModelServer):
             host=self.host,
             fast_rest=self.fast_rest,
             access_log=self.access_log,
+            max_body_bytes=self.max_body_bytes,
+            max_batch_rows=self.max_batch_rows,
             access_log_format=None,
             workers=1,
             grace_period=self.grace_period,
@@ -416,6 +568,7 @@ class ChurnModelServer(ModelServer):
                 self.model_repository_extension,
                 host=self.host,
                 access_log=self.access_log,
+                max_body_bytes=self.max_body_bytes,
                 kwargs=vars(args),
                 grace_period=self.grace_period,
             )

@@ -128,11 +128,21 @@ def write_bundle(directory: str | Path, files: dict[str, bytes], metadata: dict[
 
 # -- reading ---------------------------------------------------------------------------
 def read_metadata(directory: str | Path) -> dict[str, Any]:
-    """The bundle's metadata.json."""
+    """The bundle's metadata.json.
+
+    Raises:
+        NotFound: there is none.
+        BundleIntegrityError: it is not a JSON object (a corrupted or truncated file).
+    """
     path = Path(directory) / METADATA
     if not path.is_file():
         raise NotFound(f"{directory}: not a model bundle (no {METADATA})")
-    data: dict[str, Any] = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise BundleIntegrityError(f"{path}: {METADATA} is not valid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise BundleIntegrityError(f"{path}: {METADATA} is not a JSON object")
     return data
 
 

@@ -1,7 +1,7 @@
 """`churn pipeline ...`: run the training pipeline locally, compile it, submit it.
 
     churn pipeline run --local [--source URI] [--no-register] [--replace-unreadable-champion]
-                               [--trigger FILE]
+                               [--trigger FILE] [--artifact-store URI]
     churn pipeline compile [--output pipelines/churn_training.yaml]
     churn pipeline submit [--endpoint URL] [--source URI] [--tracking-uri URI]
                           [--artifact-store URI] [--package FILE] [--trigger FILE]
@@ -66,6 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     run.add_argument("--trigger", default=None, help=TRIGGER_HELP)
     run.add_argument(
+        "--artifact-store",
+        default=None,
+        help="also publish the stages' outputs and the bundle to this store (path, file://, "
+        "az://, https blob); kfp.local's own outputs stay under CHURN_ARTIFACT_ROOT",
+    )
+    run.add_argument(
         "--verbose",
         action="store_true",
         help="stream kfp.local's full output (default: <artifact root>/kfp/last-run.log)",
@@ -124,6 +130,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         register=not args.no_register,
         verbose=args.verbose,
         trigger=trigger_text(args.trigger),
+        artifact_store=args.artifact_store,
     )
 
 
@@ -284,8 +291,12 @@ def run_local(
     register: bool = True,
     verbose: bool = False,
     trigger: str = "",
+    artifact_store: str | None = None,
 ) -> int:
     """Run churn-training through kfp.local; print the time per stage and the total.
+
+    The stages publish their outputs and the bundle to `artifact_store` (e.g. an
+    Azure Blob container), default the local artifact root.
 
     kfp.local prints every component's executor input and outputs (thousands of
     lines); unless `verbose`, that goes to `<artifact root>/kfp/last-run.log`
@@ -325,7 +336,7 @@ def run_local(
             warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
             task = build_pipeline(config)(
                 source_uri=source_uri,
-                artifact_store=str(root),
+                artifact_store=artifact_store or str(root),
                 tracking_uri=tracking_uri,
                 config_json=config_json(config),
                 trigger=trigger,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,6 +212,15 @@ def register_step(
     )
     records = describe_model(assembled, decision, data_metadata, config)
     started_by = trigger_record(trigger)
+    published: dict[str, str] = {}
+
+    def publish_first(version: str) -> None:
+        # before the registry learns of the version: a store that fails registers nothing
+        if artifact_store:
+            published["uri"] = publish(
+                bundle_dir, artifact_store, config, version, connection_string
+            )
+
     if tracking_uri:
         registered = log_and_register(
             assembled,
@@ -222,15 +231,15 @@ def register_step(
             artifact_root=artifact_store,
             run_name=run_name,
             trigger=started_by,
+            before_register=publish_first,
         )
     else:
         meta = write_bundle(bundle_dir, assembled, records, config, version=None)
         registered = {"version": meta["version"]}
+        publish_first(str(meta["version"]))
     out = _result(assembled, records, bundle_dir, registered)
-    if artifact_store:
-        out["bundle_uri"] = publish(
-            bundle_dir, artifact_store, config, str(out["version"]), connection_string
-        )
+    if published:
+        out["bundle_uri"] = published["uri"]
     return out
 
 
@@ -431,11 +440,14 @@ def log_and_register(
     artifact_root: str = "",
     run_name: str = "churn-training",
     trigger: Mapping[str, Any] | None = None,
+    before_register: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """One MLflow run: write the bundle as the next version, log its record, register it.
 
     `trigger` (`trigger_record`) goes into the run as ``trigger.json`` and the
-    ``trigger_reason`` tag.
+    ``trigger_reason`` tag. `before_register(version)` runs between writing the
+    bundle and registering it (publishing it to the artifact store): when it
+    raises, the run is marked FAILED and nothing is registered.
 
     Raises:
         StoreError: the registry could not be reached or refused a write; the run
@@ -484,6 +496,8 @@ def log_and_register(
                 },
                 texts={"report.md": records.report},
             )
+            if before_register is not None:
+                before_register(str(version))
             registration = register_bundle(
                 client,
                 run_id,
