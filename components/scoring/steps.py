@@ -192,19 +192,11 @@ def score_columns(
     """One row per customer: probability, decision, reasons, suggestion, what-if, EV."""
     n = len(cols[FEATURE_NAMES[0]])
     if reasons:
-        exp = scorer.explainer.explain_columns(cols)
+        exp = scorer.explainer.explain_batch(cols)
         p = np.asarray(exp.probability, dtype=np.float64)
-        texts, suggestions, what_ifs = [], [], np.full(n, np.nan)
-        for i, row in enumerate(exp.reasons):
-            texts.append("; ".join(r.text for r in row[:TOP_REASONS]))
-            offered = [(r, r.what_if) for r in row if r.what_if is not None]
-            if offered:
-                # the suggestion whose what-if lowers the probability the most
-                best, answer = min(offered, key=lambda pair: pair[1].probability)
-                suggestions.append(f"{best.suggestion} ({answer.text})")
-                what_ifs[i] = answer.probability
-            else:
-                suggestions.append("")
+        texts = exp.texts(TOP_REASONS)
+        # the suggestion whose what-if lowers the probability the most
+        suggestions, what_ifs = exp.best_offers()
     else:
         p = np.asarray(scorer.model.predict_proba_columns(cols), dtype=np.float64)
         texts, suggestions, what_ifs = [""] * n, [""] * n, np.full(n, np.nan)
