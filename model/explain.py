@@ -426,7 +426,7 @@ class Explainer:
 
     @property
     def rules(self) -> tuple[tuple[str, RetentionAction], ...]:
-        """Every retention action as (attribute, action), in catalogue order: `BatchReasons.rule`."""
+        """Every retention action as (attribute, action), in order (`BatchReasons.rule`)."""
         return tuple((a, action) for a, actions in self.retention.items() for action in actions)
 
     def explain_columns(self, cols: Mapping[str, np.ndarray]) -> Explanation:
@@ -631,8 +631,10 @@ class BatchExplanation:
         return ["; ".join(parts) for parts in joined]
 
     def best_offers(self) -> tuple[list[str], np.ndarray]:
-        """Per customer, the suggestion whose what-if lowers the probability most, and that
-        probability ("" and NaN when no reason has one); ties: the earlier reason."""
+        """Per customer, the suggestion whose what-if lowers the probability most, and that one.
+
+        "" and NaN when no reason has a what-if; ties go to the earlier reason.
+        """
         what_if = self.reasons.what_if
         n = len(self.probability)
         offered = ~np.isnan(what_if)
@@ -644,9 +646,7 @@ class BatchExplanation:
             return suggestions, probability
         slots = best[rows]
         probability[rows] = what_if[rows, slots]
-        texts = [
-            (action.suggestion, change_text(action.set)) for _, action in self.rules
-        ]
+        texts = [(action.suggestion, change_text(action.set)) for _, action in self.rules]
         rules = self.reasons.rule[rows, slots].tolist()
         before = (self.probability[rows] * 100).tolist()
         after = (probability[rows] * 100).tolist()
