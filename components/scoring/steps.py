@@ -92,50 +92,90 @@ def _as_text(batch: Any) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _batches(uri: str, connection_string: str) -> Iterator[Any]:
+    """The file's record batches, every column as text (CSV) or as stored (Parquet)."""
+    import pyarrow as pa
+
+    if _is_parquet(uri):
+        import pyarrow.parquet as pq
+
+        yield from pq.ParquetFile(_source(uri, connection_string)).iter_batches(
+            batch_size=DEFAULT_CHUNK_ROWS
+        )
+        return
+    import pyarrow.csv as pacsv
+
+    with pacsv.open_csv(_source(uri, connection_string)) as head:
+        names = head.schema.names
+    reader = pacsv.open_csv(
+        _source(uri, connection_string),  # a stream is consumed by the header: reopen
+        read_options=pacsv.ReadOptions(block_size=1 << 22),
+        convert_options=pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in names},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    yield from reader
+
+
 def read_chunks(
-    uri: str, chunk_rows: int = DEFAULT_CHUNK_ROWS, connection_string: str = ""
+    uri: str,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    connection_string: str = "",
+    *,
+    start: int = 0,
+    stop: int | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Frames of strings, `chunk_rows` at most each (CSV or Parquet; never the whole table).
+
+    Only data rows ``start <= row < stop`` (0-based) are converted and
+    yielded; with `start` a multiple of `chunk_rows` the chunks are the very
+    chunks a read from the top gives (a shard validates as the whole file does).
 
     Raises:
         DataContractError: no such file, or one pyarrow cannot parse.
     """
     import pyarrow as pa
 
-    source = _source(uri, connection_string)
+    position = 0  # data row index of the next batch's first row
+    pending: list[pd.DataFrame] = []
+    size = 0
     try:
-        if _is_parquet(uri):
-            import pyarrow.parquet as pq
-
-            for batch in pq.ParquetFile(source).iter_batches(batch_size=chunk_rows):
-                yield _as_text(batch)
-            return
-        import pyarrow.csv as pacsv
-
-        with pacsv.open_csv(source) as head:
-            names = head.schema.names
-        source = _source(uri, connection_string)  # a BufferReader is consumed: reopen
-        reader = pacsv.open_csv(
-            source,
-            read_options=pacsv.ReadOptions(block_size=1 << 22),
-            convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.string() for n in names},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-        pending: list[pd.DataFrame] = []
-        size = 0
-        for batch in reader:
-            pending.append(_as_text(batch))
-            size += batch.num_rows
+        for batch in _batches(uri, connection_string):
+            lo, hi = max(start - position, 0), batch.num_rows
+            if stop is not None:
+                hi = min(hi, stop - position)
+            position += batch.num_rows
+            if hi <= lo:
+                if stop is not None and position >= stop:
+                    break
+                continue
+            pending.append(_as_text(batch.slice(lo, hi - lo)))
+            size += hi - lo
             while size >= chunk_rows:
                 frame = pd.concat(pending, ignore_index=True)
                 yield frame.iloc[:chunk_rows].reset_index(drop=True)
                 rest = frame.iloc[chunk_rows:].reset_index(drop=True)
                 pending, size = ([rest], len(rest)) if len(rest) else ([], 0)
+            if stop is not None and position >= stop:
+                break
         if size:
             yield pd.concat(pending, ignore_index=True)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataContractError(f"{uri}: not a readable CSV/Parquet file: {err}") from err
+
+
+def count_rows(uri: str, connection_string: str = "") -> int:
+    """Data rows of a customer file (Parquet: from its footer; CSV: one streamed pass)."""
+    import pyarrow as pa
+
+    try:
+        if _is_parquet(uri):
+            import pyarrow.parquet as pq
+
+            return int(pq.ParquetFile(_source(uri, connection_string)).metadata.num_rows)
+        return sum(batch.num_rows for batch in _batches(uri, connection_string))
     except (pa.ArrowInvalid, OSError) as err:
         raise DataContractError(f"{uri}: not a readable CSV/Parquet file: {err}") from err
 
@@ -224,6 +264,128 @@ class ScoringResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class ShardScores:
+    """Scores of a row range, before duplicates across the file are settled and ranking.
+
+    `scores` holds every row validation accepted (LIST_COLUMNS but rank,
+    SUMMARY_ATTRIBUTES and `_row`, the 1-based file row); an id may still
+    appear in another chunk or shard: `finish` rejects every copy.
+    """
+
+    scores: pd.DataFrame
+    rejected: pd.DataFrame  # REJECTED_COLUMNS, rows of the whole file
+    rows: int  # data rows read
+    threshold: float
+    model: dict[str, Any]
+
+
+def score_rows(
+    uri: str,
+    scorer: Scorer,
+    econ: EconomicsConfig,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    reasons: bool = True,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    batch_rows: int = 20_000,
+    connection_string: str = "",
+    progress: Callable[[int], None] | None = None,
+) -> ShardScores:
+    """Validate and score data rows ``start <= row < stop`` of a customer file, chunk by chunk.
+
+    Raises:
+        DataContractError: a header breaking the contract, or an unreadable file.
+    """
+    parts: list[pd.DataFrame] = []
+    rejected: list[pd.DataFrame] = []
+    total = 0
+    chunks = read_chunks(uri, chunk_rows, connection_string, start=start, stop=stop)
+    for chunk_no, raw in enumerate(chunks, start=start // max(chunk_rows, 1)):
+        source = f"{uri} (chunk {chunk_no + 1})"
+        result = validate_frame(raw, source, label_optional=True)
+        offset = start + total
+        total += len(raw)
+        rej = result.rejected.copy()
+        rej["row"] = rej["row"] + offset
+        rejected.append(rej)
+        accepted = result.accepted
+        # accepted rows of this chunk: their 1-based file rows
+        rows = np.setdiff1d(np.arange(1, len(raw) + 1), result.rejected["row"].to_numpy()) + offset
+        for first in range(0, len(accepted), batch_rows):
+            part = accepted.iloc[first : first + batch_rows]
+            scored = score_columns(scorer, columns_of(part), econ, reasons=reasons)
+            scored.insert(0, ID_COLUMN, part[ID_COLUMN].to_numpy())
+            for name in SUMMARY_ATTRIBUTES:
+                scored[name] = part[name].to_numpy()
+            scored["_row"] = rows[first : first + batch_rows]
+            parts.append(scored)
+            if progress is not None:
+                progress(len(part))
+        if progress is not None and len(raw) > len(accepted):
+            progress(len(raw) - len(accepted))
+    model = {k: scorer.metadata.get(k) for k in ("name", "version", "kind", "synthetic")}
+    return ShardScores(
+        scores=pd.concat(parts, ignore_index=True) if parts else _empty_scores(),
+        rejected=_sorted_rejected(rejected),
+        rows=total,
+        threshold=scorer.threshold,
+        model=model,
+    )
+
+
+def finish(uri: str, shards: list[ShardScores], *, max_rejected_share: float) -> ScoringResult:
+    """Settle duplicate ids across chunks and shards, rank, report, check the rejected share.
+
+    An id on several accepted rows rejects every copy: the first as "id also
+    on a later row", the others naming the first's row.
+
+    Raises:
+        DataContractError: no data rows, or a rejected share above `max_rejected_share`
+            (the message names the reasons).
+    """
+    total = sum(s.rows for s in shards)
+    if total == 0:
+        raise DataContractError(f"{uri}: the file has no data rows")
+    nonempty = [s.scores for s in shards if len(s.scores)]
+    scores = pd.concat(nonempty, ignore_index=True) if nonempty else _empty_scores()
+    rejected = [s.rejected for s in shards]
+    repeated = scores[ID_COLUMN].duplicated(keep=False)
+    if repeated.any():
+        copies = scores.loc[repeated, [ID_COLUMN, "_row"]].sort_values("_row", kind="stable")
+        first = copies.groupby(ID_COLUMN, sort=False)["_row"].transform("min")
+        detail = np.where(
+            copies["_row"] == first,
+            "id also on a later row",
+            "id also on row(s) " + first.astype(str),
+        )
+        rejected.append(
+            _dup_rows(
+                list(
+                    zip(
+                        copies["_row"].astype(int).tolist(),
+                        copies[ID_COLUMN].tolist(),
+                        detail.tolist(),
+                        strict=True,
+                    )
+                )
+            )
+        )
+        scores = scores[~repeated]
+    scores = rank(scores.drop(columns="_row"))
+    rejected_table = _sorted_rejected(rejected)
+    report = _report(uri, total, len(scores), rejected_table, shards[0].threshold, shards[0].model)
+    share = report["rejected_share"]
+    if share > max_rejected_share:
+        counts = ", ".join(f"{k} {v}" for k, v in report["reasons"].items() if v)
+        raise DataContractError(
+            f"{uri}: {report['rejected_rows']} of {total} rows rejected (share {share:.4f} > "
+            f"limit {max_rejected_share}); reasons: {counts}; see the rejected-rows table",
+        )
+    return ScoringResult(scores=scores, rejected=rejected_table, report=report)
+
+
 def score_file(
     uri: str,
     scorer: Scorer,
@@ -242,71 +404,17 @@ def score_file(
         DataContractError: a header breaking the contract, an unreadable file, or
             a rejected share above `max_rejected_share` (the report names the reasons).
     """
-    seen: dict[str, int] = {}  # id -> 1-based file row of its first accepted copy
-    dup_first: dict[str, int] = {}
-    parts: list[pd.DataFrame] = []
-    rejected: list[pd.DataFrame] = []
-    total = 0
-    bad_rows: set[int] = set()
-    for chunk_no, raw in enumerate(read_chunks(uri, chunk_rows, connection_string)):
-        source = f"{uri} (chunk {chunk_no + 1})"
-        result = validate_frame(raw, source, label_optional=True)
-        offset = total
-        total += len(raw)
-        rej = result.rejected.copy()
-        rej["row"] = rej["row"] + offset
-        rejected.append(rej)
-        bad_rows.update(rej["row"].tolist())
-        accepted = result.accepted
-        # accepted rows of this chunk: their 1-based file rows
-        good = np.setdiff1d(np.arange(1, len(raw) + 1), result.rejected["row"].to_numpy())
-        rows = good + offset
-        ids = accepted[ID_COLUMN].to_numpy()
-        again = np.fromiter((i in seen for i in ids.tolist()), dtype=bool, count=len(ids))
-        if again.any():
-            extra = []
-            for i in np.flatnonzero(again).tolist():
-                first = seen[ids[i]]
-                dup_first[ids[i]] = first
-                extra.append((int(rows[i]), ids[i], f"id also on row(s) {first}"))
-            rejected.append(_dup_rows(extra))
-            bad_rows.update(r for r, _, _ in extra)
-            keep = ~again
-            accepted, rows, ids = accepted[keep].reset_index(drop=True), rows[keep], ids[keep]
-        seen.update(zip(ids.tolist(), rows.tolist(), strict=True))
-        for start in range(0, len(accepted), batch_rows):
-            part = accepted.iloc[start : start + batch_rows]
-            scored = score_columns(scorer, columns_of(part), econ, reasons=reasons)
-            scored.insert(0, ID_COLUMN, part[ID_COLUMN].to_numpy())
-            for name in SUMMARY_ATTRIBUTES:
-                scored[name] = part[name].to_numpy()
-            scored["_row"] = rows[start : start + batch_rows]
-            parts.append(scored)
-            if progress is not None:
-                progress(len(part))
-        if progress is not None and len(raw) > len(accepted):
-            progress(len(raw) - len(accepted))
-    if total == 0:
-        raise DataContractError(f"{uri}: the file has no data rows")
-    if dup_first:
-        # the first copies were accepted in an earlier chunk: reject them too
-        firsts = [(row, cid, "id also on a later row") for cid, row in dup_first.items()]
-        rejected.append(_dup_rows(firsts))
-        bad_rows.update(r for r, _, _ in firsts)
-    scores = pd.concat(parts, ignore_index=True) if parts else _empty_scores()
-    if dup_first:
-        scores = scores[~scores[ID_COLUMN].isin(list(dup_first))]
-    scores = rank(scores.drop(columns="_row"))
-    rejected_table = _sorted_rejected(rejected)
-    report = _report(uri, total, len(scores), len(bad_rows), rejected_table, scorer)
-    share = report["rejected_share"]
-    if share > max_rejected_share:
-        counts = ", ".join(f"{k} {v}" for k, v in report["reasons"].items() if v)
-        raise DataContractError(
-            f"{uri}: {report['rejected_rows']} of {total} rows rejected (share {share:.4f} > "
-            f"limit {max_rejected_share}); reasons: {counts}; see the rejected-rows table",
-        )
-    return ScoringResult(scores=scores, rejected=rejected_table, report=report)
+    shard = score_rows(
+        uri,
+        scorer,
+        econ,
+        reasons=reasons,
+        chunk_rows=chunk_rows,
+        batch_rows=batch_rows,
+        connection_string=connection_string,
+        progress=progress,
+    )
+    return finish(uri, [shard], max_rejected_share=max_rejected_share)
 
 
 def rank(scores: pd.DataFrame) -> pd.DataFrame:
@@ -347,12 +455,18 @@ def _sorted_rejected(parts: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def _report(
-    uri: str, total: int, accepted: int, rejected_rows: int, rejected: pd.DataFrame, scorer: Scorer
+    uri: str,
+    total: int,
+    accepted: int,
+    rejected: pd.DataFrame,
+    threshold: float,
+    model: dict[str, Any],
 ) -> dict[str, Any]:
     reasons = {r: 0 for r in REASONS}
     if len(rejected):
         for reason, count in rejected.groupby("reason")["row"].nunique().items():
             reasons[str(reason)] = int(count)
+    rejected_rows = int(rejected["row"].nunique()) if len(rejected) else 0
     return {
         "source": uri,
         "input_rows": total,
@@ -361,8 +475,8 @@ def _report(
         "rejected_share": rejected_rows / total if total else 0.0,
         "rejected_cells": len(rejected),
         "reasons": reasons,
-        "threshold": scorer.threshold,
-        "model": {k: scorer.metadata.get(k) for k in ("name", "version", "kind", "synthetic")},
+        "threshold": threshold,
+        "model": dict(model),
     }
 
 
