@@ -212,6 +212,70 @@ def load_scorer(bundle_dir: str | Path, explainer_config: ExplainerConfig | None
     return Scorer(model=model, threshold=threshold, explainer=explainer, metadata=meta)
 
 
+def fetch_bundle(uri: str, dst: Path, connection_string: str, tracking_uri: str) -> Path:
+    """A local folder holding the bundle named by `uri` (folder, blob URI or ``models:/``)."""
+    from churn_core.errors import NotFound
+    from churn_core.store import is_blob_uri, open_store
+
+    if uri.startswith("models:/"):
+        from churn_model.registry import download_bundle
+
+        return download_bundle(uri, dst, tracking_uri=tracking_uri)
+    if is_blob_uri(uri):
+        return open_store(uri, connection_string).get_dir("", dst / "bundle")
+    path = Path(uri[len("file://") :] if uri.startswith("file://") else uri)
+    if not path.is_dir():
+        raise NotFound(f"model bundle {uri} does not exist (no such folder)")
+    return path
+
+
+def plan_shards(rows: int, shard_rows: int, chunk_rows: int) -> list[dict[str, int]]:
+    """Row ranges ``{"shard", "start", "stop"}`` covering `rows` data rows.
+
+    Each shard is a whole number of chunks (`shard_rows` rounded up to a
+    multiple of `chunk_rows`), so a shard validates exactly the chunks a
+    single `churn score --chunk-rows` run does; an empty file is one empty shard.
+
+    Raises:
+        InvalidInput: a size below 1.
+    """
+    from churn_core.errors import InvalidInput
+
+    if shard_rows < 1 or chunk_rows < 1:
+        raise InvalidInput(f"shard_rows ({shard_rows}) and chunk_rows ({chunk_rows}) must be >= 1")
+    size = -(-shard_rows // chunk_rows) * chunk_rows
+    starts = range(0, max(rows, 1), size)
+    return [
+        {"shard": k, "start": start, "stop": min(start + size, rows)}
+        for k, start in enumerate(starts)
+    ]
+
+
+def write_shard(shard: ShardScores, scores_path: str | Path, rejected_path: str | Path) -> dict:
+    """A shard's scores and rejected cells as Parquet; the metadata `read_shard` needs back."""
+    shard.scores.to_parquet(scores_path, index=False)
+    rejected = shard.rejected.astype({"value": str, "detail": str})
+    rejected.to_parquet(rejected_path, index=False)
+    return {
+        "rows": shard.rows,
+        "scored_rows": len(shard.scores),
+        "rejected_cells": len(shard.rejected),
+        "threshold": shard.threshold,
+        "model": shard.model,
+    }
+
+
+def read_shard(scores_path: str | Path, rejected_path: str | Path, meta: dict) -> ShardScores:
+    """A shard written by `write_shard`."""
+    return ShardScores(
+        scores=pd.read_parquet(scores_path),
+        rejected=pd.read_parquet(rejected_path),
+        rows=int(meta["rows"]),
+        threshold=float(meta["threshold"]),
+        model=dict(meta["model"]),
+    )
+
+
 def columns_of(accepted: pd.DataFrame) -> dict[str, np.ndarray]:
     """The accepted typed rows as checked request columns (what the server scores)."""
     cols = {name: accepted[name].to_numpy() for name in FEATURE_NAMES}
@@ -335,7 +399,9 @@ def score_rows(
     )
 
 
-def finish(uri: str, shards: list[ShardScores], *, max_rejected_share: float) -> ScoringResult:
+def finish(
+    uri: str, shards: list[ShardScores], *, max_rejected_share: float | None
+) -> ScoringResult:
     """Settle duplicate ids across chunks and shards, rank, report, check the rejected share.
 
     An id on several accepted rows rejects every copy: the first as "id also
@@ -343,7 +409,7 @@ def finish(uri: str, shards: list[ShardScores], *, max_rejected_share: float) ->
 
     Raises:
         DataContractError: no data rows, or a rejected share above `max_rejected_share`
-            (the message names the reasons).
+            (the message names the reasons; None: not checked here, see `check_share`).
     """
     total = sum(s.rows for s in shards)
     if total == 0:
@@ -376,14 +442,27 @@ def finish(uri: str, shards: list[ShardScores], *, max_rejected_share: float) ->
     scores = rank(scores.drop(columns="_row"))
     rejected_table = _sorted_rejected(rejected)
     report = _report(uri, total, len(scores), rejected_table, shards[0].threshold, shards[0].model)
+    result = ScoringResult(scores=scores, rejected=rejected_table, report=report)
+    if max_rejected_share is not None:
+        check_share(result, max_rejected_share)
+    return result
+
+
+def check_share(result: ScoringResult, max_rejected_share: float) -> None:
+    """Fail when more than `max_rejected_share` of the rows were rejected.
+
+    Raises:
+        DataContractError: naming the counts and the reasons.
+    """
+    report = result.report
     share = report["rejected_share"]
     if share > max_rejected_share:
         counts = ", ".join(f"{k} {v}" for k, v in report["reasons"].items() if v)
         raise DataContractError(
-            f"{uri}: {report['rejected_rows']} of {total} rows rejected (share {share:.4f} > "
-            f"limit {max_rejected_share}); reasons: {counts}; see the rejected-rows table",
+            f"{report['source']}: {report['rejected_rows']} of {report['input_rows']} rows "
+            f"rejected (share {share:.4f} > limit {max_rejected_share}); reasons: {counts}; "
+            "see the rejected-rows table",
         )
-    return ScoringResult(scores=scores, rejected=rejected_table, report=report)
 
 
 def score_file(
@@ -491,7 +570,7 @@ def write_outputs(result: ScoringResult, out: str | Path) -> dict[str, Path]:
     base = base.with_suffix("") if base.suffix in (".parquet", ".csv") else base
     base.parent.mkdir(parents=True, exist_ok=True)
     table = result.scores[list(LIST_COLUMNS)]
-    paths = {
+    paths: dict[str, Path] = {
         "parquet": base.with_suffix(".parquet"),
         "csv": base.with_suffix(".csv"),
         "rejected": base.parent / f"{base.name}.rejected.csv",
@@ -504,3 +583,28 @@ def write_outputs(result: ScoringResult, out: str | Path) -> dict[str, Path]:
     json.dump(result.report, buf, indent=2, default=str)
     paths["report"].write_text(buf.getvalue() + "\n")
     return paths
+
+
+def publish(
+    store_uri: str, files: dict[str, str | Path], metadata: dict[str, Any], connection_string: str
+) -> str:
+    """Copy the list's files to the artifact store under ``scoring/<digest[:16]>/``.
+
+    Content-addressed like the data stages' snapshots; ``metadata.json``
+    (each file's URI and sha256) goes last. Returns the prefix's URI.
+    """
+    import json
+
+    from churn_core.io import sha256_bytes, sha256_file
+    from churn_core.store import open_store
+
+    manifest = "".join(f"{name}:{sha256_file(path)}\n" for name, path in sorted(files.items()))
+    prefix = f"scoring/{sha256_bytes(manifest.encode())[:16]}"
+    store = open_store(store_uri, connection_string)
+    uris = {}
+    for name, path in files.items():
+        digest = store.put_file(path, f"{prefix}/{name}")
+        uris[name] = {"uri": store.uri(f"{prefix}/{name}"), "sha256": digest}
+    body = {**metadata, "files": uris}
+    store.put_bytes(f"{prefix}/metadata.json", json.dumps(body, indent=2, default=str).encode())
+    return store.uri(prefix)
