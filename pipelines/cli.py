@@ -71,6 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     run.add_argument("--out", default=None, help="scoring: also copy the list here (.parquet)")
     run.add_argument("--shard-rows", type=int, default=None, help="scoring: rows per shard")
+    run.add_argument("--chunk-rows", type=int, default=None, help="scoring: rows read at a time")
     run.add_argument(
         "--verbose",
         action="store_true",
@@ -154,6 +155,7 @@ def _run_scoring(args: argparse.Namespace, settings: Settings, config: Any) -> i
         input_uri=args.input,
         model_uri=args.model_uri or settings.model_uri,
         shard_rows=args.shard_rows or scoring.SHARD_ROWS,
+        chunk_rows=args.chunk_rows or scoring.CHUNK_ROWS,
         verbose=args.verbose,
     )
     if args.out:
