@@ -433,19 +433,32 @@ class Explainer:
         """Explain a batch of checked column arrays (with one what-if call for the batch)."""
         return self.explain_batch(cols).explanation()
 
-    def explain_batch(self, cols: Mapping[str, np.ndarray]) -> BatchExplanation:
-        """`explain_columns` as arrays: the same answer, no per-customer objects.
+    def attribute(self, cols: Mapping[str, np.ndarray]) -> Attributed:
+        """The numeric half of `explain_batch`: attributions, margin, served probability, points.
 
-        Reasons are chosen over the whole points matrix at once (one sort),
-        the retention rules matched per attribute column, and every fired
-        change re-scored in one `predict_proba_columns` call, as before.
+        Mostly native code (TreeSHAP, the estimator, the calibrator): a caller
+        may run it for the next batch in a thread while this one's reasons are
+        written (`explain_batch(cols, attributed)`).
         """
         X = self.model.features.transform_columns(cols)  # noqa: N806
         base, attr = self.attributor.attributes_of(X)
         margin = np.asarray(self.model.estimator.margin(X), dtype=np.float64)
         # the probability shown is the served one (same transform, estimator, calibrator)
         served = np.asarray(self.model.predict_proba_matrix(X), dtype=np.float64)
-        points = self.effects(margin, served, attr)
+        return Attributed(base, attr, margin, served, self.effects(margin, served, attr))
+
+    def explain_batch(
+        self, cols: Mapping[str, np.ndarray], attributed: Attributed | None = None
+    ) -> BatchExplanation:
+        """`explain_columns` as arrays: the same answer, no per-customer objects.
+
+        Reasons are chosen over the whole points matrix at once (one sort),
+        the retention rules matched per attribute column, and every fired
+        change re-scored in one `predict_proba_columns` call, as before.
+        `attributed`: `attribute(cols)`, when already computed.
+        """
+        a = attributed if attributed is not None else self.attribute(cols)
+        base, attr, margin, served, points = a.base, a.attributions, a.margin, a.served, a.points
         index, rule = self._choose(cols, attr, points)
         rows = np.arange(len(served))[:, None]
         chosen = np.maximum(index, 0)
@@ -565,6 +578,17 @@ def _native(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class Attributed:
+    """A batch's attributions (n, n_attributes), margin, served probability and points."""
+
+    base: np.ndarray
+    attributions: np.ndarray
+    margin: np.ndarray
+    served: np.ndarray
+    points: np.ndarray
+
+
+@dataclass(frozen=True)
 class BatchReasons:
     """The reasons of a batch as arrays: slot k of customer i, largest effect first.
 
@@ -611,13 +635,16 @@ class BatchExplanation:
             name = self.attributes[j]
             mine = np.flatnonzero(at == j)
             column = np.asarray(self.columns[name])[rows[mine]]
-            for m, value in zip(mine.tolist(), column.tolist(), strict=True):
-                value = _native(value)
+            native = column.tolist()
+            if column.dtype == object:
+                native = [_native(v) for v in native]
+            prefixes: dict[Any, str] = {}  # one text per distinct value (NaN: computed each time)
+            for m, value in zip(mine.tolist(), native, strict=True):
                 values[m] = value
-                texts[m] = (
-                    f"{name} = {_format(value)} raises churn risk by {effects[m]:.1f} points "
-                    f"({before[m]:.1f}% -> {after[m]:.1f}%)"
-                )
+                prefix = prefixes.get(value)
+                if prefix is None:
+                    prefix = prefixes[value] = f"{name} = {_format(value)} raises churn risk by "
+                texts[m] = f"{prefix}{effects[m]:.1f} points ({before[m]:.1f}% -> {after[m]:.1f}%)"
         return rows, values, texts
 
     def texts(self, limit: int) -> list[str]:
