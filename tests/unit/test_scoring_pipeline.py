@@ -151,3 +151,51 @@ def test_pipeline_cli_runs_scoring_only_with_an_input(tmp_path) -> None:
         cli.run(args, Settings(artifact_root=str(tmp_path)))
     args = parser.parse_args(["run", "--local"])
     assert args.pipeline == "training"
+
+
+class _Artifact:
+    """What a KFP artifact gives a component body: a path, metadata, logged metrics."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.metadata: dict = {}
+        self.metrics: dict = {}
+
+    def log_metric(self, name: str, value: float) -> None:
+        self.metrics[name] = value
+
+
+def test_the_merge_writes_everything_then_fails_above_the_rejected_share(scorer, tmp_path) -> None:
+    from churn_components.scoring import glue
+    from churn_pipelines.training import config_json
+
+    path = str(_bad_file(tmp_path))
+    strict = CONFIG.model_copy(
+        update={"data": CONFIG.data.model_copy(update={"max_rejected_share": 0.01})}
+    )
+    scores, rejected = [], []
+    for item in steps.plan_shards(400, shard_rows=200, chunk_rows=100):
+        s, r = _Artifact(tmp_path / f"s{item['shard']}"), _Artifact(tmp_path / f"r{item['shard']}")
+        shard = steps.score_rows(
+            path, scorer, CONFIG.economics, start=item["start"], stop=item["stop"], chunk_rows=100
+        )
+        s.metadata.update({**steps.write_shard(shard, s.path, r.path), **item})
+        scores.append(s)
+        rejected.append(r)
+    outs = {n: _Artifact(tmp_path / n) for n in ("list", "csv", "rej", "md", "html", "metrics")}
+    with pytest.raises(DataContractError, match=r"7 of 400 rows rejected"):
+        glue.merge(
+            path,
+            scores[::-1],  # the order artifacts arrive in does not matter
+            rejected[::-1],
+            config_json(strict),
+            50,
+            str(tmp_path / "store"),
+            *outs.values(),
+        )
+    assert len(pd.read_csv(outs["rej"].path)) == 7
+    assert len(pd.read_parquet(outs["list"].path)) == 393
+    assert "| Contract |" in Path(outs["md"].path).read_text()
+    assert Path(outs["html"].path).read_text().count("data:image/png;base64,") == 1
+    assert outs["metrics"].metrics["rejected_rows"] == 7.0
+    assert outs["list"].metadata["store_uri"].endswith("/list.parquet")
