@@ -429,6 +429,19 @@ class BlobStore(ArtifactStore):
         self._download(relpath, sink)
         return dest
 
+    def open_read(self, relpath: str, offset: int | None = None, length: int | None = None) -> Any:
+        """The SDK's streaming download of the blob or a byte range of it (read piece by piece).
+
+        The caller reads `.chunks()` (or `.readall()` for a small range); the
+        recorded sha256 is in `.properties.metadata` for whoever reads it all.
+        """
+        from azure.core.exceptions import AzureError
+
+        try:
+            return self._blob(relpath).download_blob(offset=offset, length=length)
+        except AzureError as err:
+            raise _azure_error(self.uri(relpath), "read", err) from err
+
     def _properties(self, relpath: str) -> Any | None:
         from azure.core.exceptions import AzureError
 

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -424,61 +424,117 @@ class Explainer:
         without = self._calibrated(expit(margin[:, None] - attr).reshape(-1)).reshape(attr.shape)
         return np.asarray((served[:, None] - without) * 100.0)
 
+    @property
+    def rules(self) -> tuple[tuple[str, RetentionAction], ...]:
+        """Every retention action as (attribute, action), in order (`BatchReasons.rule`)."""
+        return tuple((a, action) for a, actions in self.retention.items() for action in actions)
+
     def explain_columns(self, cols: Mapping[str, np.ndarray]) -> Explanation:
         """Explain a batch of checked column arrays (with one what-if call for the batch)."""
+        return self.explain_batch(cols).explanation()
+
+    def attribute(self, cols: Mapping[str, np.ndarray]) -> Attributed:
+        """The numeric half of `explain_batch`: attributions, margin, served probability, points.
+
+        Mostly native code (TreeSHAP, the estimator, the calibrator): a caller
+        may run it for the next batch in a thread while this one's reasons are
+        written (`explain_batch(cols, attributed)`).
+        """
         X = self.model.features.transform_columns(cols)  # noqa: N806
         base, attr = self.attributor.attributes_of(X)
         margin = np.asarray(self.model.estimator.margin(X), dtype=np.float64)
         # the probability shown is the served one (same transform, estimator, calibrator)
         served = np.asarray(self.model.predict_proba_matrix(X), dtype=np.float64)
-        points = self.effects(margin, served, attr)
-        chosen = [
-            self._reasons(cols, i, float(served[i]), attr[i], points[i]) for i in range(len(X))
-        ]
-        reasons = self._with_what_ifs(cols, served, chosen)
-        return Explanation(
+        return Attributed(base, attr, margin, served, self.effects(margin, served, attr))
+
+    def explain_batch(
+        self, cols: Mapping[str, np.ndarray], attributed: Attributed | None = None
+    ) -> BatchExplanation:
+        """`explain_columns` as arrays: the same answer, no per-customer objects.
+
+        Reasons are chosen over the whole points matrix at once (one sort),
+        the retention rules matched per attribute column, and every fired
+        change re-scored in one `predict_proba_columns` call, as before.
+        `attributed`: `attribute(cols)`, when already computed.
+        """
+        a = attributed if attributed is not None else self.attribute(cols)
+        base, attr, margin, served, points = a.base, a.attributions, a.margin, a.served, a.points
+        index, rule = self._choose(cols, attr, points)
+        rows = np.arange(len(served))[:, None]
+        chosen = np.maximum(index, 0)
+        reasons = BatchReasons(
+            index=index,
+            log_odds=np.where(index >= 0, attr[rows, chosen], np.nan),
+            points=np.where(index >= 0, points[rows, chosen], np.nan),
+            rule=rule,
+            what_if=self._what_ifs(cols, rule),
+        )
+        return BatchExplanation(
             attributes=self.attributes,
             probability=served,
             decision=served >= self.threshold,
             base=base,
             attributions=attr,
-            reasons=reasons,
             margin=margin,
+            reasons=reasons,
+            rules=self.rules,
+            columns=cols,
         )
 
-    def _reasons(
-        self,
-        cols: Mapping[str, np.ndarray],
-        i: int,
-        served: float,
-        attr: np.ndarray,
-        points: np.ndarray,
-    ) -> list[tuple[Reason, RetentionAction | None]]:
-        """Customer i's reasons (no what-if yet), each with the action that fires for it."""
-        eligible = np.flatnonzero((points >= self.min_effect_points) & (attr > 0))
-        # largest effect first (ties: larger log-odds), at most top_k
-        chosen = sorted(eligible.tolist(), key=lambda j: (-points[j], -attr[j]))[: self.top_k]
-        out = []
-        for j in chosen:
-            name = self.attributes[j]
-            value = cols[name][i]
-            value = value.item() if isinstance(value, np.generic) else value
-            effect = float(points[j])
-            p_without = served - effect / 100.0
-            text = (
-                f"{name} = {_format(value)} raises churn risk by {effect:.1f} points "
-                f"({p_without * 100:.1f}% -> {served * 100:.1f}%)"
-            )
-            action = self.action(name, value)
-            reason = Reason(
-                attribute=name,
-                value=value,
-                log_odds=float(attr[j]),
-                probability_points=effect,
-                text=text,
-                suggestion=action.suggestion if action is not None else "",
-            )
-            out.append((reason, action))
+    def _choose(
+        self, cols: Mapping[str, np.ndarray], attr: np.ndarray, points: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(n, top_k) reason attributes (-1: none) and the rule firing for each (-1: none).
+
+        Eligible: at least `min_effect_points` and raising the risk; largest
+        effect first, ties by larger log-odds, then attribute order.
+        """
+        n, width = points.shape
+        eligible = (points >= self.min_effect_points) & (attr > 0)
+        by_points = np.where(eligible, -points, np.inf)
+        by_log_odds = np.where(eligible, -attr, np.inf)
+        order = np.lexsort((by_log_odds, by_points), axis=-1)  # stable: ties keep column order
+        k = min(self.top_k, width)
+        index = np.full((n, self.top_k), -1, dtype=np.intp)
+        counts = eligible.sum(axis=1)
+        slots = np.arange(k)[None, :] < counts[:, None]
+        index[:, :k] = np.where(slots, order[:, :k], -1)
+        rule = np.full(index.shape, -1, dtype=np.intp)
+        first = 0
+        positions = {name: j for j, name in enumerate(self.attributes)}
+        for attribute, actions in self.retention.items():
+            j = positions[attribute]
+            if attribute not in self.context:
+                where = np.nonzero(index == j)
+                if len(where[0]):
+                    values = np.asarray(cols[attribute])[where[0]]
+                    rule[where] = _first_match(actions, values, first)
+            first += len(actions)
+        return index, rule
+
+    def _what_ifs(self, cols: Mapping[str, np.ndarray], rule: np.ndarray) -> np.ndarray:
+        """(n, top_k) probability with each slot's change applied (NaN: no change to score)."""
+        out = np.full(rule.shape, np.nan)
+        changes = [action.set for _, action in self.rules]
+        scorable = np.asarray([bool(c) for c in changes] + [False], dtype=bool)
+        rows, slots = np.nonzero(scorable[rule])  # rule -1 -> the trailing False; row-major
+        if not len(rows):
+            return out
+        which = rule[rows, slots]
+        changed: dict[str, np.ndarray] = {}
+        for name in FEATURE_NAMES:
+            taken = np.asarray(cols[name])[rows]
+            setting = [(r, c[name]) for r, c in enumerate(changes) if name in c]
+            hits = [(np.flatnonzero(which == r), value) for r, value in setting]
+            hits = [(at, value) for at, value in hits if len(at)]
+            if hits:
+                categorical = isinstance(FEATURES_BY_NAME[name], Categorical)
+                taken = taken.astype(object if categorical else np.float64)  # a copy, wide enough
+                for at, value in hits:
+                    taken[at] = value
+            changed[name] = taken
+        scored = np.asarray(self.model.predict_proba_columns(changed), dtype=np.float64)
+        out[rows, slots] = scored
         return out
 
     def what_if(self, cols: Mapping[str, np.ndarray], change: Mapping[str, Any]) -> np.ndarray:
@@ -487,27 +543,182 @@ class Explainer:
         changed = changed_columns(cols, range(n), [change] * n)
         return np.asarray(self.model.predict_proba_columns(changed), dtype=np.float64)
 
-    def _with_what_ifs(
-        self,
-        cols: Mapping[str, np.ndarray],
-        served: np.ndarray,
-        chosen: list[list[tuple[Reason, RetentionAction | None]]],
-    ) -> list[list[Reason]]:
-        """The reasons, each action's change re-scored: one `predict_proba_columns` call."""
-        out = [[reason for reason, _ in row] for row in chosen]
-        slots = [
-            (i, k, action.set)
-            for i, row in enumerate(chosen)
-            for k, (_, action) in enumerate(row)
-            if action is not None and action.set
-        ]
-        if not slots:
-            return out
-        changed = changed_columns(cols, [i for i, _, _ in slots], [c for _, _, c in slots])
-        scored = np.asarray(self.model.predict_proba_columns(changed), dtype=np.float64)
-        for (i, k, change), p in zip(slots, scored.tolist(), strict=True):
-            out[i][k] = replace(out[i][k], what_if=WhatIf(dict(change), float(served[i]), p))
-        return out
+
+def _first_match(actions: Sequence[RetentionAction], values: np.ndarray, first: int) -> np.ndarray:
+    """Rule number (`first` + position) of the first action matching each value, else -1."""
+    out = np.full(len(values), -1, dtype=np.intp)
+    for k in range(len(actions) - 1, -1, -1):  # last to first: the first match wins
+        out[_matches(actions[k], values)] = first + k
+    return out
+
+
+def _matches(action: RetentionAction, values: np.ndarray) -> np.ndarray:
+    """`action.matches` over an array: ranges compared at once, categories per distinct value."""
+    if isinstance(action.when, ValueRange) and values.dtype.kind in "biuf":
+        x = values.astype(np.float64)
+        hit = ~np.isnan(x)
+        for bound, test in (
+            (action.when.min, np.greater_equal),
+            (action.when.above, np.greater),
+            (action.when.max, np.less_equal),
+            (action.when.below, np.less),
+        ):
+            if bound is not None:
+                hit &= test(x, bound)
+        return hit
+    import pandas as pd
+
+    codes, distinct = pd.factorize(values, use_na_sentinel=False)
+    lookup = np.fromiter((action.matches(_native(v)) for v in distinct), bool, len(distinct))
+    return lookup[codes]
+
+
+def _native(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+@dataclass(frozen=True)
+class Attributed:
+    """A batch's attributions (n, n_attributes), margin, served probability and points."""
+
+    base: np.ndarray
+    attributions: np.ndarray
+    margin: np.ndarray
+    served: np.ndarray
+    points: np.ndarray
+
+
+@dataclass(frozen=True)
+class BatchReasons:
+    """The reasons of a batch as arrays: slot k of customer i, largest effect first.
+
+    `index` is the attribute (a column of the attributions), -1 for an empty
+    slot (slots fill from the left); `rule` the retention rule that fires
+    (an index into `Explainer.rules`), -1 for none; `what_if` the
+    probability with that rule's change applied, NaN when there is none.
+    """
+
+    index: np.ndarray  # (n, top_k) int
+    log_odds: np.ndarray  # (n, top_k)
+    points: np.ndarray  # (n, top_k) probability points
+    rule: np.ndarray  # (n, top_k) int
+    what_if: np.ndarray  # (n, top_k)
+
+
+@dataclass
+class BatchExplanation:
+    """An explanation of a batch as arrays; `explanation()` builds the per-customer objects."""
+
+    attributes: tuple[str, ...]
+    probability: np.ndarray
+    decision: np.ndarray
+    base: np.ndarray
+    attributions: np.ndarray
+    margin: np.ndarray
+    reasons: BatchReasons
+    rules: tuple[tuple[str, RetentionAction], ...]
+    columns: Mapping[str, np.ndarray]
+
+    def _slot(self, k: int) -> tuple[np.ndarray, list[Any], list[str]]:
+        """Slot k: the rows holding a reason there, their values and reason texts."""
+        index = self.reasons.index[:, k]
+        rows = np.flatnonzero(index >= 0)
+        values: list[Any] = [None] * len(rows)
+        texts: list[str] = [""] * len(rows)
+        served = self.probability[rows]
+        effect = self.reasons.points[rows, k]
+        before = ((served - effect / 100.0) * 100).tolist()
+        after = (served * 100).tolist()
+        effects = effect.tolist()
+        at = index[rows]
+        for j in np.unique(at).tolist():
+            name = self.attributes[j]
+            mine = np.flatnonzero(at == j)
+            column = np.asarray(self.columns[name])[rows[mine]]
+            native = column.tolist()
+            if column.dtype == object:
+                native = [_native(v) for v in native]
+            prefixes: dict[Any, str] = {}  # one text per distinct value (NaN: computed each time)
+            for m, value in zip(mine.tolist(), native, strict=True):
+                values[m] = value
+                prefix = prefixes.get(value)
+                if prefix is None:
+                    prefix = prefixes[value] = f"{name} = {_format(value)} raises churn risk by "
+                texts[m] = f"{prefix}{effects[m]:.1f} points ({before[m]:.1f}% -> {after[m]:.1f}%)"
+        return rows, values, texts
+
+    def texts(self, limit: int) -> list[str]:
+        """Per customer, the texts of the first `limit` reasons joined by ``"; "``."""
+        n = len(self.probability)
+        joined: list[list[str]] = [[] for _ in range(n)]
+        for k in range(min(limit, self.reasons.index.shape[1])):
+            rows, _, texts = self._slot(k)
+            for i, text in zip(rows.tolist(), texts, strict=True):
+                joined[i].append(text)
+        return ["; ".join(parts) for parts in joined]
+
+    def best_offers(self) -> tuple[list[str], np.ndarray]:
+        """Per customer, the suggestion whose what-if lowers the probability most, and that one.
+
+        "" and NaN when no reason has a what-if; ties go to the earlier reason.
+        """
+        what_if = self.reasons.what_if
+        n = len(self.probability)
+        offered = ~np.isnan(what_if)
+        best = np.argmin(np.where(offered, what_if, np.inf), axis=1)
+        rows = np.flatnonzero(offered.any(axis=1))
+        probability = np.full(n, np.nan)
+        suggestions = [""] * n
+        if not len(rows):
+            return suggestions, probability
+        slots = best[rows]
+        probability[rows] = what_if[rows, slots]
+        texts = [(action.suggestion, change_text(action.set)) for _, action in self.rules]
+        rules = self.reasons.rule[rows, slots].tolist()
+        before = (self.probability[rows] * 100).tolist()
+        after = (probability[rows] * 100).tolist()
+        for m, i in enumerate(rows.tolist()):
+            suggestion, change = texts[rules[m]]
+            suggestions[i] = f"{suggestion} ({change}: {before[m]:.1f}% -> {after[m]:.1f}%)"
+        return suggestions, probability
+
+    def explanation(self) -> Explanation:
+        """The per-customer `Explanation` (what the server answers)."""
+        n = len(self.probability)
+        reasons: list[list[Reason]] = [[] for _ in range(n)]
+        served = self.probability.tolist()
+        for k in range(self.reasons.index.shape[1]):
+            rows, values, texts = self._slot(k)
+            index = self.reasons.index[rows, k].tolist()
+            log_odds = self.reasons.log_odds[rows, k].tolist()
+            points = self.reasons.points[rows, k].tolist()
+            rule = self.reasons.rule[rows, k].tolist()
+            what_if = self.reasons.what_if[rows, k].tolist()
+            for m, i in enumerate(rows.tolist()):
+                action = self.rules[rule[m]][1] if rule[m] >= 0 else None
+                answer = None
+                if action is not None and action.set:
+                    answer = WhatIf(dict(action.set), served[i], what_if[m])
+                reasons[i].append(
+                    Reason(
+                        attribute=self.attributes[index[m]],
+                        value=values[m],
+                        log_odds=log_odds[m],
+                        probability_points=points[m],
+                        text=texts[m],
+                        suggestion=action.suggestion if action is not None else "",
+                        what_if=answer,
+                    )
+                )
+        return Explanation(
+            attributes=self.attributes,
+            probability=self.probability,
+            decision=self.decision,
+            base=self.base,
+            attributions=self.attributions,
+            reasons=reasons,
+            margin=self.margin,
+        )
 
 
 def changed_columns(

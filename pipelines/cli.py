@@ -2,7 +2,8 @@
 
     churn pipeline run --local [--source URI] [--no-register] [--replace-unreadable-champion]
                                [--trigger FILE] [--artifact-store URI]
-    churn pipeline compile [--output pipelines/churn_training.yaml]
+    churn pipeline run --local --pipeline scoring --input FILE [--model-uri URI] [--out FILE]
+    churn pipeline compile [--output pipelines/churn_training.yaml]   (both IRs without --output)
     churn pipeline submit [--endpoint URL] [--source URI] [--tracking-uri URI]
                           [--artifact-store URI] [--package FILE] [--trigger FILE]
 
@@ -37,7 +38,7 @@ from urllib.parse import urlparse
 
 from churn_core.settings import Settings
 
-HELP = "training pipeline: run --local, compile, submit"
+HELP = "training and scoring pipelines: run --local, compile, submit"
 
 TRIGGER_HELP = "JSON file: the retraining trigger's reason and evidence (logged in MLflow)"
 
@@ -71,6 +72,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also publish the stages' outputs and the bundle to this store (path, file://, "
         "az://, https blob); kfp.local's own outputs stay under CHURN_ARTIFACT_ROOT",
     )
+    run.add_argument(
+        "--pipeline",
+        choices=("training", "scoring"),
+        default="training",
+        help="which pipeline to run (scoring: churn-scoring, the retention list)",
+    )
+    run.add_argument("--input", default=None, help="scoring: the customer file (path or URI)")
+    run.add_argument(
+        "--model-uri", default="", help="scoring: bundle folder, blob or models:/ (champion)"
+    )
+    run.add_argument("--out", default=None, help="scoring: also copy the list here (.parquet)")
+    run.add_argument("--shard-rows", type=int, default=None, help="scoring: rows per shard")
+    run.add_argument("--chunk-rows", type=int, default=None, help="scoring: rows read at a time")
     run.add_argument(
         "--verbose",
         action="store_true",
@@ -111,6 +125,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise InvalidInput(
             "churn pipeline run: only --local is supported; use `submit` for a cluster"
         )
+    if getattr(args, "pipeline", "training") == "scoring":
+        return _run_scoring(args, settings, config)
     if args.replace_unreadable_champion:
         logger.warning(
             "operator override: a champion that cannot be read or scored will be replaced "
@@ -135,10 +151,39 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _compile(args: argparse.Namespace, config: Any) -> int:
+    from churn_pipelines import scoring
     from churn_pipelines.training import IR_FILE, compile_pipeline
 
     path = compile_pipeline(config, args.output or IR_FILE)
     print(f"compiled churn-training to {path}")
+    if args.output is None:  # --output names the training IR only
+        print(f"compiled churn-scoring to {scoring.compile_pipeline(config)}")
+    return 0
+
+
+def _run_scoring(args: argparse.Namespace, settings: Settings, config: Any) -> int:
+    import shutil
+
+    from churn_core.errors import InvalidInput
+    from churn_pipelines import scoring
+
+    if not args.input:
+        raise InvalidInput("churn pipeline run --pipeline scoring: --input FILE is required")
+    location = scoring.run_local(
+        settings,
+        config,
+        input_uri=args.input,
+        model_uri=args.model_uri or settings.model_uri,
+        shard_rows=args.shard_rows or scoring.SHARD_ROWS,
+        chunk_rows=args.chunk_rows or scoring.CHUNK_ROWS,
+        verbose=args.verbose,
+    )
+    if args.out:
+        target = Path(args.out)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in (".parquet", ".csv"):
+            shutil.copyfile(Path(location).with_suffix(suffix), target.with_suffix(suffix))
+        print(f"list copied to {target.with_suffix('.parquet')} and .csv")
     return 0
 
 

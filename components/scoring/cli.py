@@ -39,23 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-rows", type=int, default=100_000, help="rows read at a time")
 
 
-def fetch_bundle(uri: str, dst: Path, connection_string: str, tracking_uri: str) -> Path:
-    """A local folder holding the bundle named by `uri`."""
-    from churn_core.errors import NotFound
-    from churn_core.store import is_blob_uri, open_store
-
-    if uri.startswith("models:/"):
-        from churn_model.registry import download_bundle
-
-        return download_bundle(uri, dst, tracking_uri=tracking_uri)
-    if is_blob_uri(uri):
-        return open_store(uri, connection_string).get_dir("", dst / "bundle")
-    path = Path(uri[len("file://") :] if uri.startswith("file://") else uri)
-    if not path.is_dir():
-        raise NotFound(f"model bundle {uri} does not exist (no such folder)")
-    return path
-
-
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Score, write the list and the summary, print the summary."""
     from tqdm import tqdm
@@ -66,7 +49,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     config = load_config(args.config or settings.config_path)
     uri = args.model_uri or settings.model_uri or f"models:/{config.registry.model_name}@champion"
     with tempfile.TemporaryDirectory(prefix="churn-score-") as tmp:
-        local = fetch_bundle(
+        local = steps.fetch_bundle(
             uri, Path(tmp), settings.azure_storage_connection_string, settings.mlflow_tracking_uri
         )
         scorer = steps.load_scorer(local, config.explainer)
