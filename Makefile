@@ -60,8 +60,8 @@ format: install ## Apply ruff's formatter and fixes
 	.venv/bin/ruff format .
 	.venv/bin/ruff check --fix .
 
-demo: install ## The whole loop locally: train + register (kfp.local, SQLite MLflow), serve, predict
-	scripts/demo.sh
+demo: install ## The whole loop locally: train, serve with logging, drift -> one retraining run, gate, canary
+	.venv/bin/python scripts/demo.py
 
 bench: install ## Serving benchmark: churn serve beside MLServer 1.7.1, 3 rounds (~13 min) -> bench/results/
 	.venv/bin/python bench/run.py $(BENCH_ARGS)
