@@ -125,3 +125,8 @@ fuzz: install ## Malformed-request fuzzing of churn serve, REST and gRPC, long f
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) .venv/bin/pytest -s tests/integration/test_serving_fuzz.py tests/integration/test_serving_limits.py $(PYTEST_ARGS)
 
 .PHONY: fuzz
+
+config-reference: install ## Regenerate docs/configuration.md from the typed config and the CHURN_* settings
+	$(PY) tools/config_reference.py
+
+.PHONY: config-reference

@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module_name in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)
-        module.add_arguments(sub.add_parser(name, help=module.HELP, description=module.HELP))
+        module.add_arguments(
+            sub.add_parser(name, help=module.HELP.replace("%", "%%"), description=module.HELP)
+        )
         # the module whose run() handles this subcommand
     return parser
 

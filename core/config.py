@@ -67,8 +67,8 @@ class DataConfig(_Strict):
 class SplitConfig(_Strict):
     """Stratified train/test split."""
 
-    test_size: float = Field(0.2, gt=0, lt=1)
-    seed: int = Field(42, ge=0, le=MAX_SEED)
+    test_size: float = Field(0.2, gt=0, lt=1)  # share of customers held out (stratified by Churn)
+    seed: int = Field(42, ge=0, le=MAX_SEED)  # seed of the split (and of the bundle's samples)
 
 
 class FeaturesConfig(_Strict):
@@ -92,6 +92,7 @@ class FeaturesConfig(_Strict):
 class LogisticConfig(_Strict):
     """Logistic regression; C is chosen inside training folds from the grid."""
 
+    # inverse regularisation strengths tried
     c_grid: tuple[PositiveFloat, ...] = Field((0.03, 0.1, 0.3, 1.0), min_length=1)
     max_iter: int = Field(100, gt=0)  # Newton iterations
     validation_share: float = Field(0.25, gt=0, lt=1)  # inner split that picks C
@@ -100,15 +101,15 @@ class LogisticConfig(_Strict):
 class XGBoostConfig(_Strict):
     """XGBoost; n_estimators by early stopping inside training folds."""
 
-    max_depth: int = Field(3, ge=1)
-    learning_rate: float = Field(0.03, gt=0, le=1)
-    max_n_estimators: int = Field(600, ge=1)
-    subsample: float = Field(0.8, gt=0, le=1)
-    colsample_bytree: float = Field(0.8, gt=0, le=1)
-    min_child_weight: float = Field(5.0, ge=0)
-    reg_lambda: float = Field(5.0, ge=0)
-    max_bin: int = Field(256, ge=2)
-    early_stopping_rounds: int = Field(50, ge=1)
+    max_depth: int = Field(3, ge=1)  # depth of each tree
+    learning_rate: float = Field(0.03, gt=0, le=1)  # shrinkage per tree
+    max_n_estimators: int = Field(600, ge=1)  # most trees; early stopping picks fewer
+    subsample: float = Field(0.8, gt=0, le=1)  # share of rows per tree
+    colsample_bytree: float = Field(0.8, gt=0, le=1)  # share of features per tree
+    min_child_weight: float = Field(5.0, ge=0)  # smallest hessian sum in a leaf
+    reg_lambda: float = Field(5.0, ge=0)  # L2 penalty on leaf weights
+    max_bin: int = Field(256, ge=2)  # histogram bins per feature
+    early_stopping_rounds: int = Field(50, ge=1)  # rounds without improvement
     validation_share: float = Field(0.2, gt=0, lt=1)  # inner split for early stopping
     # output feature name -> +1 (risk may only rise with it) / -1 (only fall)
     # (training checks that each names an output feature of the fitted transform)
@@ -122,16 +123,17 @@ class MLPConfig(_Strict):
     """Torch multi-layer perceptron."""
 
     hidden: tuple[PositiveInt, ...] = (16,)  # widths of the hidden layers; () is linear
-    dropout: float = Field(0.0, ge=0, lt=1)
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(512, ge=1)
-    learning_rate: float = Field(0.01, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
+    dropout: float = Field(0.0, ge=0, lt=1)  # after each hidden layer
+    epochs: int = Field(10, ge=1)  # passes over the training rows
+    batch_size: int = Field(512, ge=1)  # rows per AdamW step
+    learning_rate: float = Field(0.01, gt=0)  # AdamW's learning rate
+    weight_decay: float = Field(0.01, ge=0)  # AdamW's weight decay
 
 
 class ModelsConfig(_Strict):
     """Which candidates train and with what hyperparameters."""
 
+    # the candidate kinds trained; the best of them is gated against the champion
     enabled: tuple[Literal["logistic", "xgboost", "mlp"], ...] = Field(
         ("logistic", "xgboost", "mlp"), min_length=1
     )
@@ -153,10 +155,10 @@ class ModelsConfig(_Strict):
 class EvaluationConfig(_Strict):
     """Repeated stratified cross-validation and calibration."""
 
-    cv_folds: int = Field(5, ge=2)
-    cv_repeats: int = Field(5, ge=1)
+    cv_folds: int = Field(5, ge=2)  # folds of the repeated stratified CV
+    cv_repeats: int = Field(5, ge=1)  # repeats of the CV
     calibration: Literal["auto", "none", "sigmoid", "isotonic"] = "auto"
-    ece_bins: int = Field(10, ge=2)
+    ece_bins: int = Field(10, ge=2)  # bins of the expected calibration error
     # a ROC-AUC above this means leakage; 0.5 is chance, so anything at or below it
     # would fail every honest model
     max_plausible_auc: float = Field(0.88, gt=0.5, le=1)
@@ -181,10 +183,12 @@ class SelectionConfig(_Strict):
     (without it such a run fails).
     """
 
-    f1_weight: float = Field(0.5, ge=0)
-    auc_weight: float = Field(0.5, ge=0)
-    threshold: Literal["f1", "profit"] = "f1"
+    f1_weight: float = Field(0.5, ge=0)  # weight of F1 in the selection and gate score
+    auc_weight: float = Field(0.5, ge=0)  # weight of ROC-AUC in that score
+    threshold: Literal["f1", "profit"] = "f1"  # which threshold the bundle serves with
+    # how much worse than the champion a challenger may be
     gate_tolerance: float = Field(0.0, ge=0, le=1)
+    # may replace a champion that cannot be read or scored
     replace_unreadable_champion: bool = False
 
     @model_validator(mode="after")
@@ -202,10 +206,10 @@ class SelectionConfig(_Strict):
 class ValueRange(_Strict):
     """The numbers a retention rule matches: `min`/`max` inclusive, `above`/`below` exclusive."""
 
-    min: float | None = None
-    max: float | None = None
-    above: float | None = None
-    below: float | None = None
+    min: float | None = None  # inclusive lower bound
+    max: float | None = None  # inclusive upper bound
+    above: float | None = None  # exclusive lower bound
+    below: float | None = None  # exclusive upper bound
 
     @model_validator(mode="after")
     def _bounded(self) -> ValueRange:
@@ -255,9 +259,9 @@ class RetentionAction(_Strict):
     (attribute -> new value), which the explainer re-scores as a what-if.
     """
 
-    when: str | tuple[str, ...] | ValueRange
-    suggestion: str = Field(min_length=1)
-    set: dict[str, int | float | str] = {}
+    when: str | tuple[str, ...] | ValueRange  # categories, or a range for a number
+    suggestion: str = Field(min_length=1)  # the advice shown
+    set: dict[str, int | float | str] = {}  # attribute -> new value, re-scored as the what-if
 
     @model_validator(mode="after")
     def _value_bound(self) -> RetentionAction:
@@ -293,11 +297,11 @@ class ExplainerConfig(_Strict):
     """
 
     top_k: int = Field(3, ge=1)
-    background_rows: int = 200
+    background_rows: int = 200  # training rows sampled as the attributions' background
     # smallest effect (probability points) a reason may have; below 0.1 it would read "0.0 points"
     min_effect_points: float = Field(1.0, ge=0.1, le=100)
-    context: tuple[str, ...] = ()
-    retention: dict[str, list[RetentionAction]] = {}
+    context: tuple[str, ...] = ()  # attributes that may be reasons but get no suggestion
+    retention: dict[str, list[RetentionAction]] = {}  # attribute -> its retention actions
 
     @model_validator(mode="after")
     def _context_gets_no_suggestion(self) -> ExplainerConfig:
@@ -324,8 +328,8 @@ class ExplainerConfig(_Strict):
 class RegistryConfig(_Strict):
     """MLflow model registry."""
 
-    model_name: Name = "churn"
-    experiment: Name = "churn-training"
+    model_name: Name = "churn"  # the MLflow registered model
+    experiment: Name = "churn-training"  # the MLflow experiment of training runs
 
 
 class BundleConfig(_Strict):
@@ -337,9 +341,9 @@ class BundleConfig(_Strict):
 class KFPConfig(_Strict):
     """Kubeflow Pipelines submission."""
 
-    endpoint: str = ""
-    namespace: Name = "kubeflow"
-    experiment: Name = "churn"
+    endpoint: str = ""  # the KFP API; empty: submit asks for --endpoint
+    namespace: Name = "kubeflow"  # the KFP namespace
+    experiment: Name = "churn"  # the KFP experiment runs go to
 
 
 class DriftConfig(_Strict):
@@ -386,8 +390,8 @@ class EventsConfig(_Strict):
 class FloorsConfig(_Strict):
     """The performance a served model must keep; below a floor the model has decayed."""
 
-    roc_auc: float = Field(0.75, gt=0.5, le=1)
-    f1: float = Field(0.5, gt=0, le=1)
+    roc_auc: float = Field(0.75, gt=0.5, le=1)  # ROC-AUC floor
+    f1: float = Field(0.5, gt=0, le=1)  # F1 floor (at the served threshold)
 
 
 class EstimateConfig(_Strict):
@@ -395,7 +399,7 @@ class EstimateConfig(_Strict):
 
     bootstrap: int = Field(200, ge=20)  # resamples for the interval
     confidence: float = Field(0.9, gt=0.5, lt=1)  # two-sided interval
-    seed: int = Field(0, ge=0, le=MAX_SEED)
+    seed: int = Field(0, ge=0, le=MAX_SEED)  # seed of the bootstrap
     # the estimate is unreliable when more of a window than this lies outside the region
     # the reference covered (numbers outside its range, categories it never had)
     max_outside_share: float = Field(0.05, ge=0, le=1)
@@ -420,10 +424,10 @@ class TriggerConfig(_Strict):
     run, then waits `cooldown_windows` windows before it may fire again.
     """
 
-    k: int = Field(3, ge=1)
-    n: int = Field(5, ge=1)
-    cooldown_windows: int = Field(30, ge=0)
-    min_samples: int = Field(200, ge=1)
+    k: int = Field(3, ge=1)  # bad windows among the last n that fire
+    n: int = Field(5, ge=1)  # windows looked back
+    cooldown_windows: int = Field(30, ge=0)  # windows after a trigger before it may fire again
+    min_samples: int = Field(200, ge=1)  # a smaller window is no evidence
     features: tuple[Name, ...] = ()  # the features whose drift counts; () counts every feature
     decay_cohorts: int = Field(2, ge=1)  # realized figures below a floor this many cohorts in a row
 
@@ -455,8 +459,9 @@ class RolloutConfig(_Strict):
     """
 
     steps: tuple[Annotated[int, Field(ge=1, le=99)], ...] = (5, 25)  # canary percent per step
+    # chance per rollout of rolling back a canary no worse than stable
     alpha: float = Field(0.05, gt=0, lt=0.5)
-    power: float = Field(0.8, ge=0.5, lt=1)
+    power: float = Field(0.8, ge=0.5, lt=1)  # chance of catching each configured difference
     error_rate_difference: float = Field(0.02, gt=0, lt=1)  # smallest regression to catch
     latency_quantile: float = Field(0.99, gt=0.5, lt=1)
     latency_ratio: float = Field(1.5, gt=1)  # canary / stable quantile above this fails
