@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="c=32 span per predictor run")
     parser.add_argument("--pairs", type=int, default=20_000, help="request/response pairs sent")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (medians)")
     parser.add_argument("--report", type=Path, help="write the figures as JSON here")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -225,22 +226,29 @@ def main(argv: list[str] | None = None) -> int:
 
     payload.write_bytes(orjson.dumps(v2_body(held_out.iloc[[0]])))
 
-    log("churn serve alone")
-    alone = predictor(bundle, work, str(payload), args.seconds, [])
-    log("churn serve logging to a bare receiver (the logger's own cost)")
+    proc, url = start_monitor(bundle, work)
+    port = int(url.rsplit(":", 1)[1])
     receiver, receiver_url, receiver_log = start_receiver(work)
+    runs: dict[str, list[dict[str, Any]]] = {"alone": [], "bare": [], "drift": []}
     try:
-        bare = predictor(
-            bundle, work, str(payload), args.seconds, ["--log-url", f"{receiver_url}/"]
-        )
-    finally:
+        for i in range(args.rounds):  # the three set-ups alternate, so load changes hit all
+            log(
+                f"round {i + 1}/{args.rounds}: churn serve alone, logging to a bare receiver, "
+                "logging to the drift service"
+            )
+            runs["alone"].append(predictor(bundle, work, str(payload), args.seconds, []))
+            runs["bare"].append(
+                predictor(
+                    bundle, work, str(payload), args.seconds, ["--log-url", f"{receiver_url}/"]
+                )
+            )
+            runs["drift"].append(
+                predictor(bundle, work, str(payload), args.seconds, ["--log-url", f"{url}/"])
+            )
         stop(receiver)
         receiver_log.close()
 
-    log("the drift service: intake")
-    proc, url = start_monitor(bundle, work)
-    port = int(url.rsplit(":", 1)[1])
-    try:
+        log("the drift service: intake")
         events = build_events(held_out, model, args.pairs)
         latency = asyncio.run(ack_latency(port, build_events(held_out, model, 500, "latency")))
         stored0 = metric(url, "churn_drift_predictions_total")
@@ -265,14 +273,21 @@ def main(argv: list[str] | None = None) -> int:
         intake["stored_predictions_per_s"] = stored / processed_s
         intake["processed_events_per_s"] = 2 * stored / processed_s
         intake["ack"] = latency
-
-        log("churn serve logging to the drift service")
-        logging_on = predictor(bundle, work, str(payload), args.seconds, ["--log-url", f"{url}/"])
     finally:
         stop(proc)
+        if receiver.poll() is None:
+            stop(receiver)
 
+    def median(name: str) -> dict[str, float]:
+        return {
+            key: float(np.median([r[key] for r in runs[name]])) for key in ("p50_ms", "c32_rps")
+        }
+
+    alone, bare, logging_on = median("alone"), median("bare"), median("drift")
     figures = {
         "data": data,
+        "rounds": args.rounds,
+        "runs": runs,
         "predictor_alone": alone,
         "predictor_logging_receiver": bare,
         "predictor_logging": logging_on,
@@ -287,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     r = figures["ratios"]
-    print(f"data: {data}")
+    print(f"data: {data}; medians of {args.rounds} alternating rounds")
     print(f"{'':44} {'p50 c=1':>10} {'req/s c=32':>12}")
     print(f"{'churn serve, logging off':44} {alone['p50_ms']:>8.2f}ms {alone['c32_rps']:>12.0f}")
     print(
