@@ -213,6 +213,7 @@ def broken_request(draw: Any, good: dict[str, Any]) -> bytes:
                 "binary_garbage",
                 "deep",
                 "big_int",
+                "invalid_utf8_id",
                 "unnamed",
             ]
         )
@@ -306,6 +307,11 @@ def broken_request(draw: Any, good: dict[str, Any]) -> bytes:
         end = min(i for i in (raw.find(b",", at), raw.find(b"]", at)) if i >= 0)
         big = draw(st.one_of(st.integers(2**64, 10**40), st.integers(-(10**40), -(2**64))))
         return raw[:at] + str(big).encode() + raw[end:]
+    elif kind == "invalid_utf8_id":
+        ids = ["ID-A", "ID-B"][:rows] + ["ID-C"] * max(0, rows - 2)
+        inputs.append({"name": "customerID", "shape": [rows], "datatype": "BYTES", "data": ids})
+        bad = draw(st.sampled_from([b"\xff\xfe", b"\xc3", b"\xed\xa0\x80", b"\x80abc"]))
+        return dumps(body).replace(b"ID-A", bad, 1)
     elif kind == "unnamed":
         tensor["name"] = draw(st.one_of(st.none(), st.integers(), st.lists(st.integers())))
     return dumps(body)
