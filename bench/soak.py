@@ -270,6 +270,7 @@ def soak(
 ) -> dict[str, Any]:
     """Run the soak against fresh servers in `work`; the figures (see the module docstring)."""
     from monitor import start_monitor, stop
+    from procstat import tree_cpu_seconds
     from servers import start_churn
 
     from tests.fixtures.model_server import v2_body
@@ -288,6 +289,7 @@ def soak(
         pids = {"predictor": server.pid, "drift_service": monitor_proc.pid}
         load = Load()
         samples: dict[str, list[int]] = {}
+        cpu: dict[str, float] = {}  # CPU seconds over the measured span
 
         async def run() -> int:
             log(f"warm-up: {warmup:.0f} s at concurrency {concurrency}")
@@ -295,6 +297,7 @@ def soak(
             warm_index = 0
             for name, pid in pids.items():
                 samples[name] = [rss_bytes(pid)]
+                cpu[name] = -tree_cpu_seconds(pid)
             log(f"soak: {seconds:.0f} s at concurrency {concurrency}")
             t0 = time.perf_counter()
             await asyncio.gather(
@@ -303,6 +306,7 @@ def soak(
             )
             for name, pid in pids.items():
                 samples[name].append(rss_bytes(pid))
+                cpu[name] += tree_cpu_seconds(pid)
             return warm_index
 
         warm_index = asyncio.run(run())
@@ -335,6 +339,7 @@ def soak(
             "p50_ms": float(np.percentile(ms, 50)),
             "p99_ms": float(np.percentile(ms, 99)),
             "rss": {name: growth(s, warm_index) for name, s in samples.items()},
+            "cpu_cores": {name: c / seconds for name, c in cpu.items()},
             "events": reconcile(
                 serve_metrics,
                 monitor_metrics,
@@ -365,11 +370,13 @@ def report(figures: dict[str, Any]) -> str:
     for name, rss in figures["rss"].items():
         lines.append(
             f"RSS {name}: {rss['warm_mb']:.0f} MB after warm-up -> {rss['end_mb']:.0f} MB "
-            f"(peak {rss['peak_mb']:.0f} MB): growth {rss['growth']:+.1%}"
+            f"(peak {rss['peak_mb']:.0f} MB): growth {rss['growth']:+.1%}; "
+            f"CPU {figures['cpu_cores'][name]:.2f} cores"
         )
     lines += [
         f"logger: {2 * figures['requests']} events = sent {lg['sent']:.0f} + failed "
-        f"{lg['failed']:.0f} + dropped {lg['dropped']:.0f}",
+        f"{lg['failed']:.0f} + dropped {lg['dropped']:.0f} "
+        f"({lg['dropped'] / max(1, 2 * figures['requests']):.0%} dropped: counted, not lost)",
         f"drift service: received {ds['received']:.0f}, rejected {ds['rejected']:.0f} "
         f"{ds['rejected_by'] or ''}, unmatched {ds['unmatched']:.0f}, duplicates "
         f"{ds['duplicates']:.0f}, waiting {ds['waiting_halves']}; joined pairs "
