@@ -197,8 +197,9 @@ def test_database_down_answers_503_counts_events_and_recovers(
                 break
         assert rejected >= 10, service.log()[-3000:]
         assert ready() == 503
-        down = logged()
-        assert down["failed"] >= 10
+        assert logged()["failed"] >= 10
+        held = drift("churn_drift_events_received_total") - 20  # accepted after the stop
+        assert held >= 1, "no event was accepted (and held) before the outage was noticed"
 
         start_again(pg)
         wait_for("ready again", lambda: ready() == 200)
@@ -221,11 +222,17 @@ def test_database_down_answers_503_counts_events_and_recovers(
         unmatched = drift("churn_drift_events_unmatched_total")
         assert 2 * stored + unmatched + status["waiting_halves"] == received, (stored, status)
         assert drift("churn_drift_events_rejected_total", reason="internal") == 0
+        # each refused event is one the logger counted as failed (HTTP 503), none dropped
+        text = requests.get(f"{server.url}/metrics", timeout=10).text
+        failed_503 = metric(text, "churn_payload_events_failed_total", reason="http_503")
+        refused = drift("churn_drift_events_rejected_total", reason="store_unavailable")
+        assert failed_503 == refused == log["failed"] and log["dropped"] == 0
         print(
             f"\nmonitor faults: database down: {sent_requests} requests, logger {log}, "
             f"drift service received {received:.0f}, rejected store_unavailable "
             f"{drift('churn_drift_events_rejected_total', reason='store_unavailable'):.0f}, "
-            f"stored {stored:.0f}, unmatched {unmatched:.0f}; recovered"
+            f"stored {stored:.0f} (with {held:.0f} events held during the outage), "
+            f"unmatched {unmatched:.0f}; recovered"
         )
         from churn_monitoring.store import MonitorStore
 
