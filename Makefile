@@ -121,8 +121,8 @@ bench-monitor: install ## Event path: drift service intake and processing, loggi
 	.venv/bin/python bench/monitor.py $(BENCH_ARGS)
 
 FUZZ_EXAMPLES ?= 5000
-fuzz: install ## Malformed-request fuzzing of churn serve, REST and gRPC, long form (FUZZ_EXAMPLES per property)
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) .venv/bin/pytest -s tests/integration/test_serving_fuzz.py tests/integration/test_serving_limits.py $(PYTEST_ARGS)
+fuzz: install ## Malformed-request fuzzing of churn serve (REST, gRPC) and the drift service (CloudEvents), long form (FUZZ_EXAMPLES per property)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) .venv/bin/pytest -s tests/integration/test_serving_fuzz.py tests/integration/test_serving_limits.py tests/integration/test_monitor_fuzz.py $(PYTEST_ARGS)
 
 .PHONY: fuzz
 
@@ -130,3 +130,8 @@ config-reference: install ## Regenerate docs/configuration.md from the typed con
 	$(PY) tools/config_reference.py
 
 .PHONY: config-reference
+
+soak: install ## Soak: churn serve at concurrency 32 logging to the drift service, 5 min (SOAK_ARGS)
+	.venv/bin/python bench/soak.py $(SOAK_ARGS)
+
+.PHONY: soak

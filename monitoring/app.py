@@ -11,7 +11,7 @@ Routes:
     POST /labels    delayed labels (CSV: customerID, churned, date): the count stored
     GET  /metrics   Prometheus text format
     GET  /healthz   200 while the process serves
-    GET  /readyz    200 when the database answers, else 503
+    GET  /readyz    200 when the database answers and the intake accepts events, else 503
     GET  /status    the windows, trigger state and triggers, JSON
 """
 
@@ -203,6 +203,10 @@ def build_app(
             await asyncio.to_thread(monitor.store.ping)
         except StoreUnavailable as err:
             await _answer(send, 503, {"ready": False, "error": str(err)})
+            return
+        if not worker.available:  # ready only once the intake accepts events again
+            error = "the database answers again; the held events are being stored"
+            await _answer(send, 503, {"ready": False, "error": error})
             return
         await _answer(send, 200, {"ready": True})
 
