@@ -148,7 +148,9 @@ def metric(url: str, name: str) -> float:
     return total
 
 
-def start_monitor(bundle: Path, work: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_monitor(
+    bundle: Path, work: Path, config_path: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     from servers import _popen, free_port, server_env, wait_http
 
     port = free_port()
@@ -156,7 +158,10 @@ def start_monitor(bundle: Path, work: Path) -> tuple[subprocess.Popen[bytes], st
     cmd = [sys.executable, "-m", "churn_core.cli", "monitor", "serve", "--bundle", str(bundle)]
     cmd += ["--port", str(port), "--db-url", f"sqlite:///{db}", "--launch", "none"]
     log_path = work / f"monitor-{port}.log"
-    proc, _ = _popen(cmd, log_path, env=server_env(), cwd=REPO)
+    env = server_env()
+    if config_path is not None:
+        env["CHURN_CONFIG_PATH"] = str(config_path)
+    proc, _ = _popen(cmd, log_path, env=env, cwd=REPO)
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/readyz", 90, proc, log_path)
     return proc, url

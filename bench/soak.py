@@ -281,7 +281,22 @@ def soak(
         orjson.dumps(v2_body(frame.iloc[i : i + rows_per_request]))
         for i in range(0, len(frame) - rows_per_request + 1, rows_per_request)
     ]
-    monitor_proc, monitor_url = start_monitor(bundle, work)
+    # the dedupe memory holds every (ce-id, ce-type) for monitor.events.dedupe_seconds: it
+    # grows with the rate for that long, then stays level. The soak sets the window to the
+    # warm-up so that its plateau is reached before RSS is measured (a leak still shows)
+    import yaml
+
+    from churn_core.config import expand_env
+
+    source = REPO / "model_config.yaml"
+    raw = yaml.safe_load(expand_env(source.read_text(), source))
+    events = raw["monitor"]["events"]
+    events["dedupe_seconds"] = warmup
+    events["join_timeout_seconds"] = min(events["join_timeout_seconds"], warmup)
+    config_path = work / "model_config.yaml"
+    config_path.write_text(yaml.safe_dump(raw))
+    log(f"dedupe window and join timeout: {warmup:.0f} s (the warm-up)")
+    monitor_proc, monitor_url = start_monitor(bundle, work, config_path)
     server = None
     try:
         server = start_churn("churn", bundle, work, ["--no-grpc", "--log-url", f"{monitor_url}/"])

@@ -384,7 +384,8 @@ class EventsConfig(_Strict):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)  # a larger event is refused (413)
     queue_size: int = Field(10_000, ge=1)  # events accepted but not yet processed; full: 503
     join_timeout_seconds: float = Field(60.0, gt=0)  # a request waits this long for its response
-    dedupe_seconds: float = Field(3600.0, gt=0)  # a (ce-id, ce-type) pair is remembered this long
+    # memory ~ events per second x dedupe_seconds (about 100 bytes an event)
+    dedupe_seconds: float = Field(600.0, gt=0)  # a (ce-id, ce-type) pair is remembered this long
 
 
 class FloorsConfig(_Strict):

@@ -213,15 +213,24 @@ class PayloadLogger:
                 assert reader is not None and writer is not None
                 writer.write(b"".join(self._encode(e) for e in batch))
                 await asyncio.wait_for(writer.drain(), SEND_TIMEOUT_S)
-                for event in batch:
-                    status, keep = await asyncio.wait_for(_read_response(reader), SEND_TIMEOUT_S)
-                    done += 1
-                    if 200 <= status < 300:
-                        self._sent.labels(event.model_name).inc()
-                    else:
-                        self._failed.labels(event.model_name, f"http_{status}").inc()
-                    if not keep:
-                        raise ConnectionError("the sink closed the connection")
+                answers = _Answers(len(batch))
+                # the answers are read as they come, many per read: one loop turn per read,
+                # not per event, so a saturated event loop does not starve the sender
+                async with asyncio.timeout(SEND_TIMEOUT_S):
+                    while not answers.complete:
+                        chunk = await reader.read(_READ_BYTES)
+                        if not chunk:
+                            raise EOFError("the sink closed the connection")
+                        answers.feed(chunk)
+                        for status, keep in answers.take():
+                            event = batch[done]
+                            done += 1
+                            if 200 <= status < 300:
+                                self._sent.labels(event.model_name).inc()
+                            else:
+                                self._failed.labels(event.model_name, f"http_{status}").inc()
+                            if not keep:
+                                raise ConnectionError("the sink closed the connection")
             except (TimeoutError, OSError, EOFError, ValueError) as err:
                 reason = "timeout" if isinstance(err, asyncio.TimeoutError) else "unreachable"
                 for event in batch[done:]:
@@ -252,30 +261,77 @@ class PayloadLogger:
             logger.warning("payload logging stopped with %d event(s) unsent", left)
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
-    """One HTTP/1.1 response: its status and whether the connection stays open."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    length, chunked, keep = 0, False, True
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        name, value = name.strip().lower(), value.strip().lower()
-        if name == "content-length":
-            length = int(value)
-        elif name == "transfer-encoding" and "chunked" in value:
-            chunked = True
-        elif name == "connection" and value == "close":
-            keep = False
-    if chunked:
-        while True:
-            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            await reader.readexactly(size + 2)
-            if size == 0:
+_READ_BYTES = 1 << 16
+
+
+class _Answers:
+    """HTTP/1.1 responses parsed from the bytes as they arrive (status, keep-alive each).
+
+    Knows Content-Length and chunked bodies; a malformed answer raises ValueError.
+    """
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.parsed = 0
+        self._buffer = b""
+        self._ready: list[tuple[int, bool]] = []
+
+    @property
+    def complete(self) -> bool:
+        """Every expected answer parsed."""
+        return self.parsed >= self.expected
+
+    def feed(self, data: bytes) -> None:
+        """Add bytes; parse every answer they complete."""
+        buf = self._buffer + data
+        while self.parsed < self.expected:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
                 break
-    elif length:
-        await reader.readexactly(length)
-    return status, keep
+            lines = buf[:end].decode("latin-1").split("\r\n")
+            status = int(lines[0].split(" ", 2)[1])
+            length, chunked, keep = 0, False, True
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                name, value = name.strip().lower(), value.strip().lower()
+                if name == "content-length":
+                    length = int(value)
+                elif name == "transfer-encoding" and "chunked" in value:
+                    chunked = True
+                elif name == "connection" and value == "close":
+                    keep = False
+            at = end + 4
+            if chunked:
+                body_end = _chunked_end(buf, at)
+                if body_end is None:
+                    break
+            else:
+                body_end = at + length
+                if len(buf) < body_end:
+                    break
+            buf = buf[body_end:]
+            self.parsed += 1
+            self._ready.append((status, keep))
+        self._buffer = buf
+
+    def take(self) -> list[tuple[int, bool]]:
+        """The answers parsed since the last call."""
+        ready, self._ready = self._ready, []
+        return ready
+
+
+def _chunked_end(buf: bytes, at: int) -> int | None:
+    """Where a chunked body starting at `at` ends (after its last chunk), None if incomplete."""
+    while True:
+        line_end = buf.find(b"\r\n", at)
+        if line_end < 0:
+            return None
+        size = int(buf[at:line_end].split(b";")[0], 16)
+        at = line_end + 2 + size + 2
+        if len(buf) < at:
+            return None
+        if size == 0:
+            return at
 
 
 def request_id_of(parsed: Any) -> str | None:
