@@ -200,9 +200,14 @@ def predictor(
                 text=True,
             ).stdout
         )
+        time.sleep(1.0)  # the logger's last batch
+        logged = {
+            kind: metric(server.url, f"churn_payload_events_{kind}_total")
+            for kind in ("sent", "failed", "dropped")
+        }
     finally:
         server.stop()
-    return {"p50_ms": c1["p50_ms"], "c32_rps": c32["throughput_rps"]}
+    return {"p50_ms": c1["p50_ms"], "c32_rps": c32["throughput_rps"], "events": logged}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -330,6 +335,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{intake['refused']} refused; ack p50 {latency['p50_ms']:.2f} ms, "
         f"p99 {latency['p99_ms']:.2f} ms"
     )
+    for label, name in (("bare receiver", "bare"), ("drift service", "drift")):
+        events = {k: sum(r["events"][k] for r in runs[name]) for k in ("sent", "failed", "dropped")}
+        print(
+            f"logger, to the {label}: sent {events['sent']:.0f}, failed {events['failed']:.0f}, "
+            f"dropped {events['dropped']:.0f} (over all rounds)"
+        )
     print(
         f"processed events per second / predictor answers per second at c=32: "
         f"{r['processed_events_per_predictor_answer']:.2f}"
