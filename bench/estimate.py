@@ -3,26 +3,40 @@
     .venv/bin/python bench/estimate.py            # make bench-estimate
 
 On the real data (CHURN_DATA_URI; else the synthetic stand-in, announced),
-exactly as tests/model/test_estimate_real.py does: a model fitted on the
-training split; the held-out customers halved, one half calibrating the
-estimator (`churn_model.estimate.fit_estimator`, `monitor.estimate` of
-`model_config.yaml`), the other the live population; windows of 500 drawn
-of 500 distinct customers from the live half, weighted for each covariate
-shift (the labels stay the true ones; the composition the windows reach is
-printed). Per shift, for ROC-AUC (and F1, churn rate):
+exactly as tests/model/test_estimate_real.py does. Two designs, measured in
+one run:
+
+- production (the default, `--held-out 0.4`): the model is fitted on 60% of
+  the customers and the 40% held out (~2,800) are halved: ~1,400 calibrate the
+  estimator, as many as production's whole test split (the registry step
+  calibrates on it), and ~1,400 are the live population;
+- halved test split (`--held-out 0.2`): the tests' usual 80/20 split, its
+  ~1,400 held-out rows halved (~700 calibrate, ~700 live): the calibration set
+  is half production's and windows of 500 of ~700 rows overlap heavily.
+
+The estimator is `churn_model.estimate.fit_estimator` with `monitor.estimate`
+of `model_config.yaml`. Windows of 500 distinct customers are drawn from the
+live half, weighted for each covariate shift (the labels stay the true ones;
+the composition the windows reach is printed). Per shift, for ROC-AUC (and
+F1, churn rate):
 
 - mean error: mean(estimated - realized) over the windows (the bias);
-- mean |error| and the share of windows with |error| <= 0.02 (per window);
-- coverage: the share of windows whose interval holds the realized figure;
+- mean |error|, the share of windows with |error| <= 0.02, and the sd of the
+  error; beside them the labels' own spread: the sd of a window's realized
+  ROC-AUC when its labels are drawn from the recalibrated probabilities, and the
+  share within 0.02 that even an exact estimate of the expected ROC-AUC would
+  reach (the realized figure of 500 customers is itself that noisy);
+- coverage: the share of windows whose interval holds the realized figure, and
+  the mean interval width;
 
 then concept drift (40% of two-year non-churners churn): the share of
-labelled cohorts whose gap exceeds `labels.max_estimate_gap` (and, with the
-true labels, the false divergences); the reliability flag on windows whose
-monthly charges are 25% higher; and the per-window `estimate()` time.
-Every figure is repeated for `--halvings` seeded halvings of the held-out rows
-and pooled (the calibration half is what the bias of a run depends on: the
-per-halving range of the mean error is printed beside it), for each model kind
-and each recalibration (sigmoid, the default, and isotonic).
+labelled cohorts whose gap exceeds `labels.max_estimate_gap`, whether the
+first cohort diverged (and, with the true labels, the false divergences); the
+reliability flag on windows whose monthly charges are 25% higher; and the
+per-window `estimate()` time. Every figure is repeated for `--halvings`
+seeded halvings of the held-out rows and pooled (the calibration half is what
+the bias of a run depends on: the per-halving range of the mean error is
+printed beside it), for each model kind and recalibration.
 """
 
 from __future__ import annotations
@@ -42,7 +56,32 @@ REPO = BENCH.parent
 sys.path[:0] = [str(REPO)]
 
 
-def measure(scored: Any, kind: str, method: str, halving: int, windows: int) -> dict[str, Any]:
+def label_spread(setup: Any, weights: np.ndarray, windows: int, seed: int) -> dict[str, float]:
+    """The labels' own noise in the windows `simulate(setup, weights, windows, seed)` draws.
+
+    Per window, labels drawn from the recalibrated probabilities (taken as the
+    truth): the sd of the realized ROC-AUC, and the share of draws within 0.02
+    of the expected ROC-AUC (what an exact estimate would reach).
+    """
+    from churn_model.estimate import expected_roc_auc, label_draws
+    from tests.model.test_estimate_real import THRESHOLD, draw
+
+    rng = np.random.default_rng(seed)  # the same windows as simulate's
+    labels = np.random.default_rng(seed + 1)
+    sd, within = [], []
+    for _ in range(windows):
+        p = setup.p_live[draw(weights, rng)]
+        q = setup.estimator.recalibrate(p)
+        auc = label_draws(p, q, p >= THRESHOLD, 400, labels)["roc_auc"]
+        auc = auc[np.isfinite(auc)]
+        sd.append(float(auc.std()))
+        within.append(float(np.mean(np.abs(auc - expected_roc_auc(p, q)) <= 0.02)))
+    return {"label_sd": float(np.mean(sd)), "exact_within_0.02": float(np.mean(within))}
+
+
+def measure(
+    scored: Any, kind: str, method: str, halving: int, windows: int, design: str, split: int = 0
+) -> dict[str, Any]:
     """Every figure for one model, one recalibration method, one halving of the held-out rows."""
     from churn_model.estimate import diverged
     from tests.model.test_estimate_real import (
@@ -59,22 +98,29 @@ def measure(scored: Any, kind: str, method: str, halving: int, windows: int) -> 
     setup = make_setup(scored, halving_seed=halving, method=method)
     fit_s = time.perf_counter() - t0
     out: dict[str, Any] = {
+        "design": design,
         "kind": kind,
         "method": method,
+        "split": split,
         "halving": halving,
         "windows": windows,
         "fit_s": fit_s,
         "calibration_rows": setup.calibration_rows,
         "live_rows": len(setup.live),
-        "breakpoints": len(setup.estimator.recalibration.x),
+        "train_rows": len(scored.train),
         "shifts": {},
     }
     for i, (name, weights) in enumerate(SHIFTS.items()):
         w = weights(setup.live)
-        results = simulate(setup, w, windows, seed=1000 + 100 * halving + i)
+        seed = 1000 + 100 * halving + 10_000 * split + i
+        results = simulate(setup, w, windows, seed=seed)
         out["shifts"][name] = {
             figure: summarise(results, figure) for figure in ("roc_auc", "f1", "churn_rate")
         }
+        out["shifts"][name]["roc_auc"]["errors"] = [
+            r["estimate"]["roc_auc"]["value"] - r["realized"]["roc_auc"] for r in results
+        ]
+        out["shifts"][name]["roc_auc"] |= label_spread(setup, w, windows, seed)
         out["shifts"][name]["reliable"] = float(
             np.mean([r["estimate"]["reliable"] for r in results])
         )
@@ -120,48 +166,6 @@ def measure(scored: Any, kind: str, method: str, halving: int, windows: int) -> 
     return out
 
 
-def report(r: dict[str, Any], bootstrap: int) -> None:
-    print(
-        f"\n{r['kind']}, halving {r['halving']}: calibrated on {r['calibration_rows']} held-out "
-        f"rows ({r['breakpoints']} isotonic breakpoints), live half {r['live_rows']} rows"
-    )
-    print(
-        f"  {'ROC-AUC':<26} {'tenure':>6} {'estimated':>9} {'realized':>9} {'mean err':>9} "
-        f"{'mean |err|':>10} {'|err|<=.02':>10} {'coverage':>9} {'width':>6} {'reliable':>8}"
-    )
-    for name, s in r["shifts"].items():
-        a = s["roc_auc"]
-        print(
-            f"  {name:<26} {s['tenure']:>6.1f} {a['estimated']:>9.4f} {a['realized']:>9.4f} "
-            f"{a['mean_error']:>+9.4f} {a['mean_abs_error']:>10.4f} {a['within_0.02']:>10.1%} "
-            f"{a['coverage']:>9.1%} {a['width']:>6.3f} {s['reliable']:>8.1%}"
-        )
-    print(f"  {'F1 / churn rate':<26} {'F1 err':>9} {'F1 cov':>7} {'rate err':>9} {'rate cov':>9}")
-    for name, s in r["shifts"].items():
-        f, c = s["f1"], s["churn_rate"]
-        print(
-            f"  {name:<26} {f['mean_error']:>+9.4f} {f['coverage']:>7.1%} "
-            f"{c['mean_error']:>+9.4f} {c['coverage']:>9.1%}"
-        )
-    c = r["concept_drift"]
-    print(
-        f"  concept drift (40% of two-year non-churners churn): mean gap {c['mean_gap']:+.4f}, "
-        f"cohorts diverged (gap > {c['max_gap']}) {c['diverged']:.1%}, first cohort "
-        f"{'diverged' if c['first_cohort_diverged'] else 'did NOT diverge'}; "
-        f"true labels: false divergences {c['false_divergence']:.1%}"
-    )
-    o = r["outside_region"]
-    print(
-        f"  monthly charges +25%: outside share {o['outside_share']:.1%}, "
-        f"unreliable {o['unreliable']:.1%} of windows"
-    )
-    t = r["time_ms"]
-    print(
-        f"  estimate() per window of 500 ({bootstrap} draws): p50 {t['p50']:.2f} ms, "
-        f"p99 {t['p99']:.2f} ms"
-    )
-
-
 def pooled(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """ROC-AUC figures of each shift pooled over the halvings (every window counts once)."""
     out: dict[str, dict[str, float]] = {}
@@ -175,6 +179,9 @@ def pooled(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
             "halvings_within_0.02": float(np.mean(np.abs(bias) <= 0.02)),
             "mean_abs_error": float(np.mean([x["mean_abs_error"] for x in a])),
             "within_0.02": float(np.mean([x["within_0.02"] for x in a])),
+            "exact_within_0.02": float(np.mean([x["exact_within_0.02"] for x in a])),
+            "error_sd": float(np.std(np.concatenate([x["errors"] for x in a]))),
+            "label_sd": float(np.mean([x["label_sd"] for x in a])),
             "coverage": float(np.mean([x["coverage"] for x in a])),
             "width": float(np.mean([x["width"] for x in a])),
             "f1_error": float(np.mean([r["shifts"][name]["f1"]["mean_error"] for r in runs])),
@@ -190,17 +197,20 @@ def pooled(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
-def report_pooled(kind: str, method: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+def report_pooled(
+    design: str, kind: str, method: str, runs: list[dict[str, Any]]
+) -> dict[str, Any]:
     summary = pooled(runs)
-    n = len(runs)
+    n, r0 = len(runs), runs[0]
     print(
-        f"\n{kind}, {method} recalibration: {n} halvings x {runs[0]['windows']} windows "
-        f"(calibration {runs[0]['calibration_rows']} rows, live {runs[0]['live_rows']} rows)"
+        f"\n{design}: {kind}, {method} recalibration, trained on {r0['train_rows']} rows; "
+        f"{n} runs ({len({r['split'] for r in runs})} splits) x {r0['windows']} windows "
+        f"(calibration {r0['calibration_rows']} rows, live {r0['live_rows']} rows)"
     )
     print(
-        f"  {'ROC-AUC':<26} {'mean err':>9} {'per-halving range':>19} {'mean |err|':>10} "
-        f"{'|err|<=.02':>10} {'coverage':>9} {'width':>6} {'F1 err':>8} {'F1 cov':>7} "
-        f"{'rate cov':>8}"
+        f"  {'ROC-AUC':<22} {'mean err':>8} {'per-halving':>13} {'mean|err|':>9} "
+        f"{'|err|<=.02':>10} {'exact':>6} {'err sd':>6} {'label sd':>8} {'coverage':>8} "
+        f"{'width':>6} {'F1 err':>7} {'F1 cov':>6} {'rate cov':>8}"
     )
     for name, s in summary.items():
         span = f"{s['halving_mean_error_min']:+.3f}..{s['halving_mean_error_max']:+.3f}"
@@ -208,9 +218,10 @@ def report_pooled(kind: str, method: str, runs: list[dict[str, Any]]) -> dict[st
             f"m2m {s['month_to_month']:.0%} fibre {s['fibre_optic']:.0%} tenure {s['tenure']:.0f}"
         )
         print(
-            f"  {name:<26} {s['mean_error']:>+9.4f} {span:>19} {s['mean_abs_error']:>10.4f} "
-            f"{s['within_0.02']:>10.1%} {s['coverage']:>9.1%} {s['width']:>6.3f} "
-            f"{s['f1_error']:>+8.4f} {s['f1_coverage']:>7.1%} {s['rate_coverage']:>8.1%}  {shares}"
+            f"  {name:<22} {s['mean_error']:>+8.4f} {span:>13} {s['mean_abs_error']:>9.4f} "
+            f"{s['within_0.02']:>10.1%} {s['exact_within_0.02']:>6.1%} {s['error_sd']:>6.4f} "
+            f"{s['label_sd']:>8.4f} {s['coverage']:>8.1%} {s['width']:>6.3f} "
+            f"{s['f1_error']:>+7.4f} {s['f1_coverage']:>6.1%} {s['rate_coverage']:>8.1%}  {shares}"
         )
     c = [r["concept_drift"] for r in runs]
     print(
@@ -235,13 +246,22 @@ def report_pooled(kind: str, method: str, runs: list[dict[str, Any]]) -> dict[st
     return summary
 
 
+# name: (share of the customers held out, model/held-out splits, halvings of each)
+DESIGNS = {
+    "production": (0.4, 10, 3),
+    "production-one-split": (0.4, 1, 30),
+    "halved-test-split": (0.2, 1, 30),
+}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--windows", type=int, default=20, help="windows per scenario, halving")
-    parser.add_argument("--halvings", type=int, default=30, help="seeded halvings of held-out")
+    parser.add_argument("--design", choices=list(DESIGNS), action="append", help="default: all")
+    parser.add_argument("--splits", type=int, help="seeded model/held-out splits (design's)")
+    parser.add_argument("--halvings", type=int, help="seeded halvings per split (design's)")
     parser.add_argument("--kind", choices=["logistic", "xgboost", "mlp"], action="append")
     parser.add_argument("--method", choices=["isotonic", "sigmoid"], action="append")
-    parser.add_argument("--verbose", action="store_true", help="print every halving too")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
@@ -256,26 +276,32 @@ def main() -> int:
     results: list[dict[str, Any]] = []
     summaries: dict[str, Any] = {}
     print(
-        f"label-free estimate ({data} data): the held-out split halved (one half calibrates, "
-        f"the other is live), windows of 500 distinct customers from the live half, "
-        f"{config.bootstrap} draws, {config.confidence:.0%} intervals"
+        f"label-free estimate ({data} data): the held-out customers halved (one half "
+        f"calibrates, the other is live), windows of 500 distinct customers from the live "
+        f"half, {config.bootstrap} draws, {config.confidence:.0%} intervals; 'exact' is the "
+        f"share within 0.02 an exact expected ROC-AUC would reach (the labels' own noise)"
     )
-    for kind in args.kind or ["xgboost", "logistic"]:
-        scored = score_held_out(kind)
-        for method in args.method or ["sigmoid", "isotonic"]:
-            runs = [measure(scored, kind, method, h, args.windows) for h in range(args.halvings)]
-            if args.verbose:
-                for r in runs:
-                    report(r, config.bootstrap)
-            summaries[f"{kind}/{method}"] = report_pooled(kind, method, runs)
-            results.extend(runs)
+    for design in args.design or list(DESIGNS):
+        share, splits, halvings = DESIGNS[design]
+        splits, halvings = args.splits or splits, args.halvings or halvings
+        for kind in args.kind or ["xgboost", "logistic"]:
+            for method in args.method or ["sigmoid"]:
+                runs = []
+                for split in range(splits):
+                    scored = score_held_out(kind, held_out_share=share, split_seed=7 + split)
+                    runs += [
+                        measure(scored, kind, method, h, args.windows, design, split)
+                        for h in range(halvings)
+                    ]
+                summaries[f"{design}/{kind}/{method}"] = report_pooled(design, kind, method, runs)
+                results.extend(runs)
     load = os.getloadavg()[0]
     print(f"\nload average {load:.1f} on {os.cpu_count()} cores")
     if args.json:
         payload = {
             "data": data,
             "windows": args.windows,
-            "halvings": args.halvings,
+            "designs": {d: DESIGNS[d] for d in args.design or DESIGNS},
             "load_average": load,
             "pooled": summaries,
             "runs": results,
