@@ -3,16 +3,22 @@
     .venv/bin/python bench/estimate.py            # make bench-estimate
 
 On the real data (CHURN_DATA_URI; else the synthetic stand-in, announced),
-exactly as tests/model/test_estimate_real.py does. Two designs, measured in
-one run:
+exactly as tests/model/test_estimate_real.py does. Three designs, measured in
+one run (`--design` picks some):
 
-- production (the default, `--held-out 0.4`): the model is fitted on 60% of
-  the customers and the 40% held out (~2,800) are halved: ~1,400 calibrate the
-  estimator, as many as production's whole test split (the registry step
-  calibrates on it), and ~1,400 are the live population;
-- halved test split (`--held-out 0.2`): the tests' usual 80/20 split, its
-  ~1,400 held-out rows halved (~700 calibrate, ~700 live): the calibration set
-  is half production's and windows of 500 of ~700 rows overlap heavily.
+- production (the default sizes): the model is fitted on 60% of the customers
+  and the 40% held out (~2,800) are halved: ~1,400 calibrate the estimator, as
+  many as production's whole test split (the registry step calibrates on it),
+  and ~1,400 are the live population; 10 seeded splits (each its own model and
+  held-out rows) x 3 halvings;
+- production-one-split: the same sizes, one split halved 30 times. Halvings of
+  one held-out set are not independent draws: a calibration half whose labels
+  happen to be well ordered leaves the live half the rest, so the spread of
+  the error between runs is the set's, not the population's;
+- halved-test-split (the previous design): the tests' usual 80/20 split, its
+  ~1,400 held-out rows halved 30 times (~700 calibrate, ~700 live): half
+  production's calibration set, and windows of 500 of ~700 rows are nearly the
+  whole live half, so a run's windows share one error.
 
 The estimator is `churn_model.estimate.fit_estimator` with `monitor.estimate`
 of `model_config.yaml`. Windows of 500 distinct customers are drawn from the
@@ -33,10 +39,12 @@ then concept drift (40% of two-year non-churners churn): the share of
 labelled cohorts whose gap exceeds `labels.max_estimate_gap`, whether the
 first cohort diverged (and, with the true labels, the false divergences); the
 reliability flag on windows whose monthly charges are 25% higher; and the
-per-window `estimate()` time. Every figure is repeated for `--halvings`
-seeded halvings of the held-out rows and pooled (the calibration half is what
-the bias of a run depends on: the per-halving range of the mean error is
-printed beside it), for each model kind and recalibration.
+per-window `estimate()` time. Every figure is pooled over the runs (the
+per-run range of the mean error is printed beside it), for each model kind
+and recalibration (sigmoid by default; `--method` picks others);
+the coverage of every shift pooled comes with a 95% interval from resampling
+the runs (the independent units: a run's windows share its two halves), and
+the sd of the error beside the sd the intervals claim (width / 3.29).
 """
 
 from __future__ import annotations
@@ -208,7 +216,7 @@ def report_pooled(
         f"(calibration {r0['calibration_rows']} rows, live {r0['live_rows']} rows)"
     )
     print(
-        f"  {'ROC-AUC':<22} {'mean err':>8} {'per-halving':>13} {'mean|err|':>9} "
+        f"  {'ROC-AUC':<22} {'mean err':>8} {'per-run':>13} {'mean|err|':>9} "
         f"{'|err|<=.02':>10} {'exact':>6} {'err sd':>6} {'label sd':>8} {'coverage':>8} "
         f"{'width':>6} {'F1 err':>7} {'F1 cov':>6} {'rate cov':>8}"
     )
@@ -223,6 +231,29 @@ def report_pooled(
             f"{s['label_sd']:>8.4f} {s['coverage']:>8.1%} {s['width']:>6.3f} "
             f"{s['f1_error']:>+7.4f} {s['f1_coverage']:>6.1%} {s['rate_coverage']:>8.1%}  {shares}"
         )
+    # every shift pooled; runs are the independent units (a run's windows share its halves)
+    per_run = np.array(
+        [np.mean([x["roc_auc"]["coverage"] for x in r["shifts"].values()]) for r in runs]
+    )
+    rng = np.random.default_rng(0)
+    boot = per_run[rng.integers(0, len(runs), size=(2000, len(runs)))].mean(axis=1)
+    errors = np.concatenate([x["roc_auc"]["errors"] for r in runs for x in r["shifts"].values()])
+    sd_claimed = np.mean([x["roc_auc"]["width"] for r in runs for x in r["shifts"].values()]) / (
+        2 * 1.6449
+    )
+    low, high = np.quantile(boot, [0.025, 0.975])
+    print(
+        f"  every shift pooled: coverage {per_run.mean():.1%} (95% interval over runs "
+        f"{low:.1%}..{high:.1%}); error sd {errors.std():.4f} vs the intervals' "
+        f"{sd_claimed:.4f} (width / 3.29): ratio {errors.std() / sd_claimed:.2f}"
+    )
+    summary["pooled"] = {
+        "coverage": float(per_run.mean()),
+        "coverage_low": float(low),
+        "coverage_high": float(high),
+        "error_sd": float(errors.std()),
+        "interval_sd": float(sd_claimed),
+    }
     c = [r["concept_drift"] for r in runs]
     print(
         f"  concept drift (40% of two-year non-churners churn): mean gap "
