@@ -20,12 +20,14 @@ drawn from the live half, with weights:
   training range for the dearest customers): `reliable` is False.
 
 Each figure is pooled over seeded splits (each its own model and held-out
-rows) and halvings of each: a run's error is mostly its calibration half's and
-its live half's own labels, and halvings of one held-out set are not
-independent (a calibration half with luckily well-ordered labels leaves a live
-half with the unlucky rest). `make bench-estimate` (bench/estimate.py) prints
-the same figures with more runs, for two model kinds, beside the previous
-design (the 80/20 split halved) and the per-window time.
+rows) and halvings of each, each halving in both directions (each half
+calibrates once and is live once): a run's error is mostly its calibration
+half's and its live half's own labels, and the two halves of one held-out set
+are not independent (a calibration half with luckily well-ordered labels
+leaves a live half with the unlucky rest; `make_setup`). `make bench-estimate`
+(bench/estimate.py) prints the same figures with more runs, for two model
+kinds, beside the previous design (the 80/20 split halved) and the per-window
+time.
 """
 
 from __future__ import annotations
@@ -52,12 +54,15 @@ ROOT = Path(__file__).resolve().parents[2]
 WINDOW = 500
 THRESHOLD = 0.4
 HELD_OUT_SHARE = 0.4  # halves of ~1,400 rows: production's test split calibrates the estimator
-MAX_MEAN_ERROR = 0.02  # |mean(estimated - realized)| ROC-AUC over the windows
+# Measured here (24 runs x 4 windows per shift, both directions of each halving):
+# mean error -0.004..+0.002, mean |error| 0.015-0.020, coverage 90-91% per shift and
+# 90.0% pooled; the bench (40 runs x 20 windows) gives the same.
+MAX_MEAN_ERROR = 0.01  # |mean(estimated - realized)| ROC-AUC over the windows (target 0.02)
 # Per window the error has a standard deviation of ~0.02: the realized ROC-AUC of
 # 500 customers alone has ~0.018 from its labels (bench/estimate.py quotes both).
 MAX_MEAN_ABS_ERROR = 0.025
-MIN_COVERAGE = 0.80  # of the 90% intervals per shift (90 windows): the bench measures ~0.90
-MIN_POOLED_COVERAGE = 0.85  # over every shift's windows (450)
+MIN_COVERAGE = 0.82  # of the 90% intervals per shift (96 windows)
+MIN_POOLED_COVERAGE = 0.86  # over every shift's windows (480)
 
 Weights = Callable[[pd.DataFrame], np.ndarray]
 
@@ -124,10 +129,21 @@ def score_held_out(
     return Scored(config, train, held_out, model.predict_proba(held_out), labels_of(held_out))
 
 
-def make_setup(scored: Scored, halving_seed: int = 0, method: str = "sigmoid") -> Setup:
-    """Halve the held-out rows: the estimator is fitted on one half, the other is live."""
+def make_setup(
+    scored: Scored, halving_seed: int = 0, method: str = "sigmoid", swap: bool = False
+) -> Setup:
+    """Halve the held-out rows: the estimator is fitted on one half, the other is live.
+
+    `swap` exchanges the halves' roles. Both directions of a halving are needed
+    for an honest mean error: the two halves of one held-out set are not
+    independent (a calibration half with luckily well-ordered labels leaves the
+    live half the rest), and the error of the swapped direction is, for whole
+    halves, exactly the negative of the first's (measured: correlation -1.00).
+    """
     order = np.random.default_rng(halving_seed).permutation(len(scored.y))
     calibrate, live = order[: len(order) // 2], order[len(order) // 2 :]
+    if swap:
+        calibrate, live = live, calibrate
     estimator = fit_estimator(
         scored.p[calibrate],
         scored.y[calibrate],
@@ -243,17 +259,21 @@ def outside_region(frame: pd.DataFrame) -> pd.DataFrame:
 # -- the tests --------------------------------------------------------------------------
 
 SPLITS = 6  # seeded splits, each its own model and held-out rows
-HALVINGS = 3  # of each split's held-out rows
-WINDOWS = 5  # per halving and shift (windows of 500 of ~1,400 live rows)
+HALVINGS = 2  # of each split's held-out rows, each in both directions
+WINDOWS = 4  # per direction and shift (windows of 500 of ~1,400 live rows)
 
 
 @pytest.fixture(scope="module")
 def setups() -> list[Setup]:
-    return [
-        make_setup(score_held_out("xgboost", split_seed=7 + split), halving_seed=h)
-        for split in range(SPLITS)
-        for h in range(HALVINGS)
-    ]
+    out = []
+    for n in range(SPLITS):
+        scored = score_held_out("xgboost", split_seed=7 + n)
+        out += [
+            make_setup(scored, halving_seed=h, swap=swap)
+            for h in range(HALVINGS)
+            for swap in (False, True)
+        ]
+    return out
 
 
 @pytest.fixture(scope="module")
