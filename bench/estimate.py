@@ -273,7 +273,7 @@ def report_pooled(
         f"  concept drift (40% of two-year non-churners churn): mean gap "
         f"{np.mean([x['mean_gap'] for x in c]):+.4f}, cohorts diverged (gap > {c[0]['max_gap']}) "
         f"{np.mean([x['diverged'] for x in c]):.1%}, first cohort diverged in "
-        f"{np.mean([x['first_cohort_diverged'] for x in c]):.0%} of halvings; true labels: "
+        f"{np.mean([x['first_cohort_diverged'] for x in c]):.0%} of runs; true labels: "
         f"false divergences {np.mean([x['false_divergence'] for x in c]):.1%}"
     )
     o = [r["outside_region"] for r in runs]
@@ -286,7 +286,7 @@ def report_pooled(
     fit_s = np.mean([r["fit_s"] for r in runs])
     print(
         f"  estimate() per window of 500: p50 {np.median(t[:, 0]):.2f} ms, p99 "
-        f"{np.median(t[:, 1]):.2f} ms (median over halvings); fit_estimator {fit_s:.2f} s"
+        f"{np.median(t[:, 1]):.2f} ms (median over runs); fit_estimator {fit_s:.2f} s"
     )
     return summary
 
@@ -301,7 +301,7 @@ DESIGNS = {
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--windows", type=int, default=20, help="windows per scenario, halving")
+    parser.add_argument("--windows", type=int, default=20, help="windows per scenario and run")
     parser.add_argument("--design", choices=list(DESIGNS), action="append", help="default: all")
     parser.add_argument("--splits", type=int, help="seeded model/held-out splits (design's)")
     parser.add_argument("--halvings", type=int, help="seeded halvings per split (design's)")

@@ -566,7 +566,7 @@ def fit_estimator(
             production's test split), isotonic regression's in-sample sharpness makes
             the estimated ROC-AUC ~0.01 optimistic and its 90% intervals cover the
             realized value in ~84% of windows; the two-parameter sigmoid is within
-            ~0.005 and covers ~89-90%.
+            ~0.004 (mean error, every shift) and covers 92-94%.
         resamples: bootstrap refits of the map for the intervals (None: `config.bootstrap`;
             0: the intervals carry the labels' randomness only).
 
