@@ -28,9 +28,12 @@ finite calibration sample. At fit time the recalibration is refitted on
 `config.bootstrap` bootstrap resamples of the calibration rows; per window,
 `config.bootstrap` label vectors are drawn y ~ Bernoulli(q_b), q_b from
 resampled map b (seeded by `config.seed`, vectorised: one B x n array), each
-giving a realized ROC-AUC (midranks of p), F1 and churn rate; the interval is
-their central `config.confidence` quantiles. Draws in which a figure is
-undefined (one class only) are left out of its quantiles.
+giving a realized ROC-AUC (midranks of p), F1 and churn rate. The spread of
+the draws is the labels' randomness plus the calibration's sampling error,
+which is what separates the realized figure from the estimate: the interval is
+a predictive one, between order statistics of the draws that hold a new
+realization with probability `config.confidence` (`_interval`). Draws in which
+a figure is undefined (one class only) are left out.
 
 The assumptions, as CBPE's: the probabilities are calibrated on rows like the
 live ones (held-out, not training), P(churn | x) has not changed (no concept
@@ -293,12 +296,21 @@ class Estimate:
 
 
 def _interval(value: float, draws: np.ndarray, confidence: float) -> Interval:
-    """`value` with the central `confidence` quantiles of the defined draws (NaN = undefined)."""
-    defined = draws[np.isfinite(draws)]
+    """`value` with a `confidence` predictive interval from the defined draws (NaN = undefined).
+
+    The draws are B exchangeable realizations of the window's figure, so a new
+    one (the realized figure) falls below the k-th smallest with probability
+    k / (B + 1): the interval runs from the k-th smallest to the k-th largest
+    with k = floor((B + 1)(1 - confidence) / 2), covering at least `confidence`
+    (181 / 201 = 90.0% at B = 200, where interpolated 5% / 95% quantiles give
+    ~89%). Fewer draws than that needs: their range.
+    """
+    defined = np.sort(draws[np.isfinite(draws)])
     if len(defined) == 0:
         return Interval(value, value, value)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(defined, [tail, 1 - tail])
+    k = int(math.floor((len(defined) + 1) * (1 - confidence) / 2 + 1e-9))
+    k = min(max(k, 1), (len(defined) + 1) // 2)
+    low, high = defined[k - 1], defined[len(defined) - k]
     return Interval(float(value), float(min(low, value)), float(max(high, value)))
 
 
@@ -550,10 +562,11 @@ def fit_estimator(
         threshold: the served decision threshold (F1 is estimated at it).
         config: `monitor.estimate` (bootstrap draws, confidence, seed, max_outside_share).
         method: ``sigmoid`` (the default: Platt scaling on the log-odds) or ``isotonic``.
-            Measured on the real data (bench/estimate.py, 690 calibration rows), isotonic
-            regression's in-sample sharpness makes the estimated ROC-AUC ~0.01 optimistic
-            and its 90% intervals cover the realized value in ~70-76% of windows; the
-            two-parameter sigmoid is within ~0.005 and covers ~86-90%.
+            Measured on the real data (bench/estimate.py, ~1,400 calibration rows as
+            production's test split), isotonic regression's in-sample sharpness makes
+            the estimated ROC-AUC ~0.01 optimistic and its 90% intervals cover the
+            realized value in ~84% of windows; the two-parameter sigmoid is within
+            ~0.004 (mean error, every shift) and covers 92-94%.
         resamples: bootstrap refits of the map for the intervals (None: `config.bootstrap`;
             0: the intervals carry the labels' randomness only).
 

@@ -1,11 +1,12 @@
 """The label-free performance estimate on the real Telco customers, by simulation.
 
-A model is fitted on the training split (the tests' own split of the real
-data, `tests.fixtures.bundles.split`: XGBoost with a sigmoid calibrator, as
-`tests.fixtures.bundles.fit_model` does). The held-out customers are halved
-(seeded): one half calibrates the estimator (`fit_estimator`, as the registry
-step does with the whole test split), the other half is the live population.
-Windows of 500 distinct customers are drawn from the live half, with weights:
+Sized as production: a model is fitted on 60% of the real customers
+(`tests.fixtures.bundles.split`: XGBoost with a sigmoid calibrator, as
+`tests.fixtures.bundles.fit_model` does) and the 40% held out (~2,800) are
+halved (seeded): ~1,400 calibrate the estimator (`fit_estimator`, as the
+registry step does with production's whole test split of ~1,400 rows), the
+other ~1,400 are the live population. Windows of 500 distinct customers are
+drawn from the live half, with weights:
 
 - covariate shift (P(x) changes, P(churn | x) does not: the labels stay the
   customers' true ones): month-to-month contracts weighted x4, short tenure
@@ -18,23 +19,28 @@ Windows of 500 distinct customers are drawn from the live half, with weights:
 - inputs outside the reference's region (monthly charges +25%, beyond the
   training range for the dearest customers): `reliable` is False.
 
-Each figure is pooled over 30 seeded halvings (a run's error is mostly its
-calibration half's). `make bench-estimate` (bench/estimate.py) prints the same
-figures over 30 halvings, for two model kinds and both recalibrations, beside
-the per-window time.
+Each figure is pooled over seeded splits (each its own model and held-out
+rows) and halvings of each, each halving in both directions (each half
+calibrates once and is live once): a run's error is mostly its calibration
+half's and its live half's own labels, and the two halves of one held-out set
+are not independent (a calibration half with luckily well-ordered labels
+leaves a live half with the unlucky rest; `make_setup`). `make bench-estimate`
+(bench/estimate.py) prints the same figures with more runs, for two model
+kinds, beside the previous design (the 80/20 split halved) and the per-window
+time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import f1_score, roc_auc_score
+from sklearn.metrics import roc_auc_score
 
 from churn_core.config import ChurnConfig, load_config
 from churn_model.contract import LABEL_COLUMN
@@ -47,11 +53,17 @@ pytestmark = [pytest.mark.model, pytest.mark.realdata]
 ROOT = Path(__file__).resolve().parents[2]
 WINDOW = 500
 THRESHOLD = 0.4
-MAX_MEAN_ERROR = 0.02  # |mean(estimated - realized)| ROC-AUC over the windows
-# Per window the error has a standard deviation of ~0.02 (the calibration half's
-# sampling error and the live half's own labels; bench/estimate.py quotes it):
-MAX_MEAN_ABS_ERROR = 0.03
-MIN_COVERAGE = 0.75  # of the 90% intervals, pooled; the bench measures 79-90% (target: 90%)
+HELD_OUT_SHARE = 0.4  # halves of ~1,400 rows: production's test split calibrates the estimator
+# Measured here (24 runs x 4 windows per shift, both directions of each halving):
+# mean error -0.004..+0.002, mean |error| 0.015-0.020, coverage 90-91% per shift and
+# 90.0% pooled; the bench (40 runs x 20 windows) gives mean errors -0.003..+0.004 and
+# coverage 92-94% per shift for XGBoost and logistic regression.
+MAX_MEAN_ERROR = 0.01  # |mean(estimated - realized)| ROC-AUC over the windows (target 0.02)
+# Per window the error has a standard deviation of ~0.02: the realized ROC-AUC of
+# 500 customers alone has ~0.018 from its labels (bench/estimate.py quotes both).
+MAX_MEAN_ABS_ERROR = 0.025
+MIN_COVERAGE = 0.82  # of the 90% intervals per shift (96 windows)
+MIN_POOLED_COVERAGE = 0.86  # over every shift's windows (480)
 
 Weights = Callable[[pd.DataFrame], np.ndarray]
 
@@ -97,22 +109,42 @@ class Scored:
     y: np.ndarray
 
 
-def score_held_out(kind: str = "xgboost") -> Scored:
-    """Fit `kind` (sigmoid-calibrated) on the training split; score the held-out customers."""
+def score_held_out(
+    kind: str = "xgboost", held_out_share: float = HELD_OUT_SHARE, split_seed: int = 7
+) -> Scored:
+    """Fit `kind` (sigmoid-calibrated) on the rest; score the `held_out_share` held out.
+
+    With 0.4 held out (~2,800 customers) each half has the size of production's
+    whole test split (~1,400): the estimator is calibrated on as many rows as the
+    registry step gives it, and windows of 500 come from a live population of
+    ~1,400. With 0.2 (the tests' usual split) both halves are ~700 rows.
+    `split_seed` draws another split (another model and other held-out rows).
+    """
     from tests.fixtures.data import real_csv_path
 
     if real_csv_path() is None:
         missing("real Telco CSV absent: set CHURN_DATA_URI to its path")
     config = load_config(ROOT / "model_config.yaml")
-    train, held_out = split(customers(real=True))
+    train, held_out = split(customers(real=True), test_share=held_out_share, seed=split_seed)
     model = fit_model(kind, train, threshold=THRESHOLD, calibrator="sigmoid")
     return Scored(config, train, held_out, model.predict_proba(held_out), labels_of(held_out))
 
 
-def make_setup(scored: Scored, halving_seed: int = 0, method: str = "sigmoid") -> Setup:
-    """Halve the held-out rows: the estimator is fitted on one half, the other is live."""
+def make_setup(
+    scored: Scored, halving_seed: int = 0, method: str = "sigmoid", swap: bool = False
+) -> Setup:
+    """Halve the held-out rows: the estimator is fitted on one half, the other is live.
+
+    `swap` exchanges the halves' roles. Both directions of a halving are needed
+    for an honest mean error: the two halves of one held-out set are not
+    independent (a calibration half with luckily well-ordered labels leaves the
+    live half the rest), and the error of the swapped direction is, for whole
+    halves, exactly the negative of the first's (measured: correlation -1.00).
+    """
     order = np.random.default_rng(halving_seed).permutation(len(scored.y))
     calibrate, live = order[: len(order) // 2], order[len(order) // 2 :]
+    if swap:
+        calibrate, live = live, calibrate
     estimator = fit_estimator(
         scored.p[calibrate],
         scored.y[calibrate],
@@ -153,10 +185,15 @@ def composition(frame: pd.DataFrame) -> dict[str, float]:
 
 
 def realized(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
-    """The figures the labels give (sklearn)."""
+    """The figures the labels give: sklearn's ROC-AUC; F1 = 2TP / (predicted + actual churners).
+
+    (F1 by its formula: sklearn's f1_score costs more than the estimate itself.)
+    """
+    d = p >= threshold
+    total = int(d.sum() + y.sum())
     return {
         "roc_auc": float(roc_auc_score(y, p)),
-        "f1": float(f1_score(y, p >= threshold, zero_division=0.0)),
+        "f1": 2 * float((d & (y == 1)).sum()) / total if total else 0.0,
         "churn_rate": float(np.mean(y)),
     }
 
@@ -222,34 +259,69 @@ def outside_region(frame: pd.DataFrame) -> pd.DataFrame:
 
 # -- the tests --------------------------------------------------------------------------
 
-HALVINGS = 30  # the error of a run is mostly its calibration half's: pool many
-WINDOWS = 3  # per halving and shift (windows of one halving overlap: 500 of ~690 rows)
+SPLITS = 6  # seeded splits, each its own model and held-out rows
+HALVINGS = 2  # of each split's held-out rows, each in both directions
+WINDOWS = 4  # per direction and shift (windows of 500 of ~1,400 live rows)
 
 
 @pytest.fixture(scope="module")
-def scored() -> Scored:
-    return score_held_out("xgboost")
+def setups() -> list[Setup]:
+    out = []
+    for n in range(SPLITS):
+        scored = score_held_out("xgboost", split_seed=7 + n)
+        out += [
+            make_setup(scored, halving_seed=h, swap=swap)
+            for h in range(HALVINGS)
+            for swap in (False, True)
+        ]
+    return out
 
 
 @pytest.fixture(scope="module")
-def setups(scored: Scored) -> list[Setup]:
-    return [make_setup(scored, halving_seed=h) for h in range(HALVINGS)]
+def shifted(setups: list[Setup]) -> dict[str, list[dict[str, Any]]]:
+    """Per shift, WINDOWS windows of every setup: estimate and realized figures."""
+    return {
+        shift: [
+            r
+            for i, setup in enumerate(setups)
+            for r in simulate(setup, weights(setup.live), WINDOWS, seed=11 + 100 * i)
+        ]
+        for shift, weights in SHIFTS.items()
+    }
 
 
 @pytest.mark.parametrize("shift", list(SHIFTS))
 def test_the_estimate_follows_the_realized_auc_under_covariate_shift(
-    setups: list[Setup], shift: str
+    shifted: dict[str, list[dict[str, Any]]], shift: str
 ) -> None:
-    results = [
-        r
-        for h, setup in enumerate(setups)
-        for r in simulate(setup, SHIFTS[shift](setup.live), WINDOWS, seed=11 + h)
-    ]
+    results = shifted[shift]
     s = summarise(results)
     assert abs(s["mean_error"]) <= MAX_MEAN_ERROR, s
     assert s["mean_abs_error"] <= MAX_MEAN_ABS_ERROR, s
     assert s["coverage"] >= MIN_COVERAGE, s
     assert all(r["estimate"]["reliable"] for r in results), shift
+
+
+def test_the_intervals_hold_the_realized_auc_as_often_as_they_claim(
+    shifted: dict[str, list[dict[str, Any]]], setups: list[Setup]
+) -> None:
+    pooled = summarise([r for results in shifted.values() for r in results])
+    assert pooled["coverage"] >= MIN_POOLED_COVERAGE, pooled
+    # the calibration's own sampling error is part of the gap: intervals from the
+    # labels' randomness alone (no resampled maps) are narrower and cover less
+    labels_only = []
+    for i, setup in enumerate(setups):
+        fitted = setup.estimator
+        bare = PerformanceEstimator(
+            fitted.recalibration, fitted.region, fitted.threshold, fitted.config
+        )
+        labels_only += simulate(
+            replace(setup, estimator=bare), np.ones(len(setup.live)), WINDOWS, seed=11 + 100 * i
+        )
+    bare_summary = summarise(labels_only)
+    with_maps = summarise(shifted["no shift"])
+    assert bare_summary["width"] < with_maps["width"], (bare_summary, with_maps)
+    assert bare_summary["coverage"] < with_maps["coverage"], (bare_summary, with_maps)
 
 
 def test_the_first_labelled_cohort_diverges_under_concept_drift(setups: list[Setup]) -> None:

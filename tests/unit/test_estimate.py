@@ -17,9 +17,11 @@ from churn_model.estimate import (
     ESTIMATOR_FILE,
     FORMAT,
     FORMAT_VERSION,
+    Interval,
     PerformanceEstimator,
     Recalibration,
     Region,
+    _interval,
     diverged,
     estimator_document,
     expected_confusion,
@@ -106,6 +108,25 @@ def test_label_draws_give_sklearns_figures_for_each_draw() -> None:
         assert draws["roc_auc"][b] == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
         assert draws["f1"][b] == pytest.approx(f1_score(y, d), abs=1e-12)
         assert draws["churn_rate"][b] == pytest.approx(y.mean())
+
+
+def test_an_interval_holds_a_new_draw_as_often_as_its_confidence() -> None:
+    # B exchangeable draws: a new one falls between the k-th smallest and the k-th
+    # largest with probability (B + 1 - 2k) / (B + 1), k = floor((B + 1)(1 - c) / 2)
+    draws = np.random.default_rng(0).permutation(200).astype(float)
+    interval = _interval(100.0, draws, 0.9)
+    assert (interval.low, interval.high) == (9.0, 190.0)  # k = 10: 181 / 201 = 90.05%
+    rng = np.random.default_rng(1)
+    trials = 20000
+    sample = rng.standard_normal((trials, 201))
+    hits = 0
+    for row in sample:
+        i = _interval(0.0, row[:200], 0.9)
+        hits += i.low <= row[200] <= i.high
+    # interpolated 5% / 95% quantiles of 200 draws hold it only ~89.1% of the time
+    assert hits / trials == pytest.approx(181 / 201, abs=0.006)
+    assert _interval(0.5, np.array([0.4, np.nan, 0.6]), 0.9) == Interval(0.5, 0.4, 0.6)
+    assert _interval(0.5, np.array([np.nan]), 0.9) == Interval(0.5, 0.5, 0.5)
 
 
 # -- a fitted estimator on synthetic customers -----------------------------------------
