@@ -610,3 +610,10 @@ def _known_keys(loc: Iterable[Any]) -> list[str]:
             return []
         model = annotation
     return list(model.model_fields)
+
+
+def config_json(config: ChurnConfig) -> str:
+    """The configuration as pipeline components receive it (JSON, without the `kfp` section)."""
+    import json
+
+    return json.dumps(config.model_dump(mode="json", exclude={"kfp"}), sort_keys=True)

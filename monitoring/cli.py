@@ -148,9 +148,9 @@ def _launcher(args: argparse.Namespace, settings: Settings, config: ChurnConfig)
         endpoint = args.kfp_endpoint or config.kfp.endpoint
         if not endpoint:
             raise ConfigError("--launch kfp needs --kfp-endpoint or kfp.endpoint in the config")
-        # the same arguments `churn pipeline submit` passes (the config travels as JSON,
-        # without its kfp section, as the pipeline's components receive it)
-        config_json = json.dumps(config.model_dump(mode="json", exclude={"kfp"}), sort_keys=True)
+        from churn_core.config import config_json
+
+        # the same arguments `churn pipeline submit` passes
         return KFPLauncher(
             endpoint,
             args.pipeline_package,
@@ -160,7 +160,7 @@ def _launcher(args: argparse.Namespace, settings: Settings, config: ChurnConfig)
                 "source_uri": settings.data_uri,
                 "artifact_store": settings.artifact_root,
                 "tracking_uri": settings.mlflow_tracking_uri,
-                "config_json": config_json,
+                "config_json": config_json(config),
             },
         )
     return LocalLauncher(

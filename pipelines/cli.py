@@ -32,6 +32,7 @@ import re
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlparse
@@ -348,8 +349,6 @@ def run_local(
     and the terminal shows one progress line per stage, and the log's tail when
     a stage fails.
     """
-    from kfp import local
-
     from churn_model.registry import absolute_tracking_uri
     from churn_pipelines.training import build_pipeline, config_json
 
@@ -360,6 +359,30 @@ def run_local(
         source or settings.data_uri, root, config.data.synthetic_rows
     )
     tracking_uri = absolute_tracking_uri(settings.mlflow_tracking_uri) if register else ""
+    with kfp_local(root, verbose) as clock:
+        task = build_pipeline(config)(
+            source_uri=source_uri,
+            artifact_store=artifact_store or str(root),
+            tracking_uri=tracking_uri,
+            config_json=config_json(config),
+            trigger=trigger,
+        )
+    total = time.perf_counter() - started
+    version = str(task.output)
+    print(_summary(clock.seconds, total, root, config, version, synthetic))
+    return 0
+
+
+@contextlib.contextmanager
+def kfp_local(root: Path, verbose: bool) -> Iterator[_StageClock]:
+    """kfp.local's subprocess runner under `root`/kfp, timing the stages.
+
+    Without `verbose`, kfp.local's output (its handler and the streamed component
+    logs write to sys.stdout) goes to `root`/kfp/last-run.log, whose last lines are
+    printed when the run fails; resource requests (for the cluster) are not warned about.
+    """
+    from kfp import local
+
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(root / "kfp"),
@@ -372,20 +395,12 @@ def run_local(
     try:
         with contextlib.ExitStack() as stack:
             if not verbose:
-                # kfp.local's handler and the streamed component logs write to sys.stdout
                 log_file = stack.enter_context(open(log_path, "w"))
                 stack.enter_context(contextlib.redirect_stdout(log_file))
                 print(f"kfp.local output: {log_path}", file=sys.stderr, flush=True)
             stack.enter_context(warnings.catch_warnings())
-            # resource requests are for the cluster; kfp.local warns that it ignores them
             warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
-            task = build_pipeline(config)(
-                source_uri=source_uri,
-                artifact_store=artifact_store or str(root),
-                tracking_uri=tracking_uri,
-                config_json=config_json(config),
-                trigger=trigger,
-            )
+            yield clock
     except Exception:
         if not verbose:
             tail = log_path.read_text(errors="replace").splitlines()[-60:]
@@ -393,10 +408,6 @@ def run_local(
         raise
     finally:
         logging.getLogger().removeFilter(clock)
-    total = time.perf_counter() - started
-    version = str(task.output)
-    print(_summary(clock.seconds, total, root, config, version, synthetic))
-    return 0
 
 
 def _summary(

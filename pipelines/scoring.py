@@ -16,7 +16,6 @@ On a cluster the shards run side by side; in the embedded default
 """
 
 # No `from __future__ import annotations` here: KFP reads the pipeline's annotations.
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -116,54 +115,25 @@ def run_local(
     ``scoring/<digest>/``; kfp.local's own output to ``<root>/kfp/last-run.log``
     unless `verbose`. The summary is printed.
     """
-    import contextlib
-    import logging
-    import warnings
-
-    from kfp import local
-
     from churn_model.registry import absolute_tracking_uri
-    from churn_pipelines.cli import _StageClock
+    from churn_pipelines.cli import kfp_local
     from churn_pipelines.training import config_json
 
     started = time.perf_counter()
     root = Path(settings.artifact_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(root / "kfp"),
-        raise_on_error=True,
-    )
-    log_path = root / "kfp" / "last-run.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    clock = _StageClock(progress=None if verbose else sys.stderr)
-    logging.getLogger().addFilter(clock)
-    try:
-        with contextlib.ExitStack() as stack:
-            if not verbose:
-                log_file = stack.enter_context(open(log_path, "w"))
-                stack.enter_context(contextlib.redirect_stdout(log_file))
-                print(f"kfp.local output: {log_path}", file=sys.stderr, flush=True)
-            stack.enter_context(warnings.catch_warnings())
-            warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
-            task = build_pipeline(config, parallelism=1)(
-                input_uri=input_uri,
-                model_uri=model_uri,
-                tracking_uri=absolute_tracking_uri(settings.mlflow_tracking_uri),
-                artifact_store=str(root),
-                reasons=reasons,
-                shard_rows=shard_rows,
-                chunk_rows=chunk_rows,
-                top=top,
-                config_json=config_json(config),
-            )
-    except Exception:
-        if not verbose:
-            tail = log_path.read_text(errors="replace").splitlines()[-60:]
-            print("\n".join(["", f"--- last lines of {log_path} ---", *tail]), file=sys.stderr)
-        raise
-    finally:
-        logging.getLogger().removeFilter(clock)
+    with kfp_local(root, verbose) as clock:
+        task = build_pipeline(config, parallelism=1)(
+            input_uri=input_uri,
+            model_uri=model_uri,
+            tracking_uri=absolute_tracking_uri(settings.mlflow_tracking_uri),
+            artifact_store=str(root),
+            reasons=reasons,
+            shard_rows=shard_rows,
+            chunk_rows=chunk_rows,
+            top=top,
+            config_json=config_json(config),
+        )
     location = str(task.output)
     summary = Path(location).with_name("summary.md")
     if summary.is_file():

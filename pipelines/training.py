@@ -23,22 +23,16 @@ model the run produces (``trigger.json``, tag ``trigger_reason``).
 """
 
 # No `from __future__ import annotations` here: KFP reads the pipeline's annotations.
-import json
 from pathlib import Path
 from typing import Any
 
-from churn_core.config import ChurnConfig
+from churn_core.config import ChurnConfig, config_json
 
 PIPELINE_NAME = "churn-training"
 IR_FILE = Path(__file__).resolve().with_name("churn_training.yaml")  # the source tree
 # Modest requests so the three trainings fit side by side on a small node.
 TRAIN_CPU = "1"
 TRAIN_MEMORY = "2G"
-
-
-def config_json(config: ChurnConfig) -> str:
-    """The configuration as the components receive it (JSON, without the `kfp` section)."""
-    return json.dumps(config.model_dump(mode="json", exclude={"kfp"}), sort_keys=True)
 
 
 def default_source_uri() -> str:
