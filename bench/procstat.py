@@ -55,3 +55,21 @@ def tree_cpu_seconds(root: int) -> float:
         if st is not None:
             total += st[1]
     return total
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def tree_rss_bytes(root: int) -> int:
+    """Resident memory of `root` and its live descendants, summed.
+
+    Pages shared between them (libraries, copy-on-write) count once per
+    process, so the sum is an upper bound of what the tree holds.
+    """
+    total = 0
+    for pid in tree_pids(root):
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE
+        except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError):
+            continue
+    return total

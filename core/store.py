@@ -637,17 +637,38 @@ def read_uri(
         raise StoreError(f"cannot read {uri}: {err}") from err
 
 
-def _read_http(uri: str, timeout: float) -> bytes:
+def http_get(
+    uri: str,
+    *,
+    headers: dict[str, str] | None = None,
+    stream: bool = False,
+    timeout: float = 30.0,
+) -> Any:
+    """GET `uri` (a `requests` response, its body unread when `stream`).
+
+    Raises:
+        NotFound: HTTP 404.
+        StoreError: unreachable, or any other HTTP error, naming the URI.
+    """
     import requests
 
-    start = time.monotonic()
     try:
-        resp = requests.get(uri, timeout=(min(timeout, DEFAULT_TIMEOUT), timeout))
+        resp = requests.get(
+            uri, headers=headers, stream=stream, timeout=(min(timeout, DEFAULT_TIMEOUT), timeout)
+        )
     except requests.RequestException as err:
         raise StoreError(f"cannot read {uri}: unreachable: {_short(err)}") from err
     if resp.status_code == 404:
+        resp.close()
         raise NotFound(f"no object at {uri} (HTTP 404)")
     if resp.status_code >= 400:
+        resp.close()
         raise StoreError(f"cannot read {uri}: HTTP {resp.status_code} {resp.reason}")
+    return resp
+
+
+def _read_http(uri: str, timeout: float) -> bytes:
+    start = time.monotonic()
+    resp = http_get(uri, timeout=timeout)
     logger.debug("read %d bytes from %s in %.2fs", len(resp.content), uri, time.monotonic() - start)
     return resp.content

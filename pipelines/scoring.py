@@ -6,7 +6,8 @@
 
 `plan-shards` counts the file's rows and cuts them into row ranges of whole
 chunks; every `score-shard` validates and scores its range with the champion
-bundle (or ``model_uri``), the same functions `churn score` runs; `merge-scores`
+bundle (or ``model_uri``), the same functions `churn score` runs, in
+``shard_workers`` processes (one per requested core); `merge-scores`
 settles duplicate ids across shards, ranks, writes the list (Parquet + CSV),
 the rejected cells, the summary (Markdown) and the score distribution (HTML),
 copies them to the artifact store and fails above ``data.max_rejected_share``.
@@ -27,7 +28,8 @@ IR_FILE = Path(__file__).resolve().with_name("churn_scoring.yaml")  # the source
 SHARD_ROWS = 250_000
 CHUNK_ROWS = 50_000
 TOP = 1000
-SHARD_CPU = "2"
+SHARD_WORKERS = 2  # processes per shard: one per requested core
+SHARD_CPU = str(SHARD_WORKERS)
 SHARD_MEMORY = "4G"
 
 
@@ -57,6 +59,7 @@ def build_pipeline(config: ChurnConfig, *, parallelism: int = 0) -> Any:
         reasons: bool = True,
         shard_rows: int = SHARD_ROWS,
         chunk_rows: int = CHUNK_ROWS,
+        shard_workers: int = SHARD_WORKERS,
         top: int = TOP,
         config_json: str = compiled_config,
     ) -> str:
@@ -69,6 +72,7 @@ def build_pipeline(config: ChurnConfig, *, parallelism: int = 0) -> Any:
                 tracking_uri=tracking_uri,
                 reasons=reasons,
                 chunk_rows=chunk_rows,
+                workers=shard_workers,
                 config_json=config_json,
             )
             scored.set_cpu_request(SHARD_CPU).set_memory_request(SHARD_MEMORY)
@@ -115,6 +119,7 @@ def run_local(
     ``scoring/<digest>/``; kfp.local's own output to ``<root>/kfp/last-run.log``
     unless `verbose`. The summary is printed.
     """
+    from churn_components.scoring.steps import usable_cores
     from churn_model.registry import absolute_tracking_uri
     from churn_pipelines.cli import kfp_local
     from churn_pipelines.training import config_json
@@ -131,6 +136,7 @@ def run_local(
             reasons=reasons,
             shard_rows=shard_rows,
             chunk_rows=chunk_rows,
+            shard_workers=usable_cores(),  # one shard at a time here: all cores on it
             top=top,
             config_json=config_json(config),
         )

@@ -2,6 +2,7 @@
 
     churn score --input customers.csv|.parquet|az://...|https://... --out list.parquet
                 [--model-uri URI] [--no-reasons] [--top N] [--config model_config.yaml]
+                [--chunk-rows N] [--workers N]
 
 Writes the ranked list as Parquet and CSV (customerID, churn_probability,
 churn, reasons, suggestion, what_if_probability, expected_value, rank), the
@@ -9,7 +10,8 @@ rejected cells (`<out>.rejected.csv`), a report (`<out>.report.json`), the
 summary (`<out>.summary.md`, also printed) and the score distribution
 (`<out>.scores.png`). The model is a bundle folder, a blob URI or
 ``models:/<name>@<alias>`` (default `CHURN_MODEL_URI`, else
-``models:/<registry model>@champion``).
+``models:/<registry model>@champion``). The chunks are scored in one process
+per core (`--workers`); the list is the same for any number.
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top", type=int, default=None, help="campaign size for the summary")
     parser.add_argument("--config", default=None, help="model_config.yaml (CHURN_CONFIG_PATH)")
     parser.add_argument("--chunk-rows", type=int, default=100_000, help="rows read at a time")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="scoring processes (default 0: one per core, at most one per chunk)",
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -48,22 +56,24 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     config = load_config(args.config or settings.config_path)
     uri = args.model_uri or settings.model_uri or f"models:/{config.registry.model_name}@champion"
+    connection = settings.azure_storage_connection_string
+    workers = steps.choose_workers(args.workers, args.input, args.chunk_rows, connection)
+    # the bundle folder stays until the workers have loaded it
     with tempfile.TemporaryDirectory(prefix="churn-score-") as tmp:
-        local = steps.fetch_bundle(
-            uri, Path(tmp), settings.azure_storage_connection_string, settings.mlflow_tracking_uri
-        )
+        local = steps.fetch_bundle(uri, Path(tmp), connection, settings.mlflow_tracking_uri)
         scorer = steps.load_scorer(local, config.explainer)
-    with tqdm(unit="rows", desc="scoring", file=sys.stderr, disable=None) as bar:
-        result = steps.score_file(
-            args.input,
-            scorer,
-            config.economics,
-            max_rejected_share=config.data.max_rejected_share,
-            reasons=not args.no_reasons,
-            chunk_rows=args.chunk_rows,
-            connection_string=settings.azure_storage_connection_string,
-            progress=bar.update,
-        )
+        with tqdm(unit="rows", desc="scoring", file=sys.stderr, disable=None) as bar:
+            result = steps.score_file(
+                args.input,
+                scorer,
+                config.economics,
+                max_rejected_share=config.data.max_rejected_share,
+                reasons=not args.no_reasons,
+                chunk_rows=args.chunk_rows,
+                workers=workers,
+                connection_string=connection,
+                progress=bar.update,
+            )
     paths = steps.write_outputs(result, args.out)
     top = args.top if args.top is not None else summary.DEFAULT_TOP
     numbers = summary.summarize(result.scores, config.economics, config.features.tenure_bands, top)

@@ -30,11 +30,15 @@ def score_shard(
     tracking_uri: str,
     reasons: bool,
     chunk_rows: int,
+    workers: int,
     config_json: str,
     scores: Output[Dataset],
     rejected: Output[Dataset],
 ) -> None:
-    """Validate and score one row range: probabilities, reasons, the best offer, EV."""
+    """Validate and score one row range: probabilities, reasons, the best offer, EV.
+
+    ``workers``: processes on the shard's chunks (at most one per chunk).
+    """
     from churn_components.scoring import glue
 
     glue.score_shard(
@@ -44,6 +48,7 @@ def score_shard(
         tracking_uri,
         reasons,
         chunk_rows,
+        workers,
         config_json,
         scores,
         rejected,

@@ -42,29 +42,37 @@ def score_shard(
     tracking_uri: str,
     reasons: bool,
     chunk_rows: int,
+    workers: int,
     config_json: str,
     scores: Any,
     rejected: Any,
 ) -> None:
-    """The body of score_shard: one row range scored with the bundle, as `churn score` does."""
+    """The body of score_shard: one row range scored with the bundle, as `churn score` does.
+
+    In `workers` processes (no more than the shard has chunks), merged into one shard.
+    """
     settings = common.component_logging()
     config = common.config_from_json(config_json)
     uri = model_uri_or_champion(model_uri, config)
+    start, stop = int(shard["start"]), int(shard["stop"])
+    chunks = -(-(stop - start) // max(chunk_rows, 1))
     with tempfile.TemporaryDirectory(prefix="churn-score-") as tmp:
         local = steps.fetch_bundle(
             uri, Path(tmp), settings.azure_storage_connection_string, tracking_uri
         )
         scorer = steps.load_scorer(local, config.explainer)
-    result = steps.score_rows(
-        input_uri,
-        scorer,
-        config.economics,
-        start=int(shard["start"]),
-        stop=int(shard["stop"]),
-        reasons=reasons,
-        chunk_rows=chunk_rows,
-        connection_string=settings.azure_storage_connection_string,
-    )
+        parts = steps.score_parts(
+            input_uri,
+            scorer,
+            config.economics,
+            workers=max(1, min(workers, chunks)),
+            start=start,
+            stop=stop,
+            reasons=reasons,
+            chunk_rows=chunk_rows,
+            connection_string=settings.azure_storage_connection_string,
+        )
+    result = steps.combine(parts)
     meta = steps.write_shard(result, scores.path, rejected.path)
     meta = {**meta, **{k: int(v) for k, v in shard.items()}, "model_uri": uri}
     common.annotate(scores, meta)
@@ -97,9 +105,9 @@ def merge(
     by_shard = sorted(zip(scores, rejected, strict=True), key=lambda p: p[0].metadata["shard"])
     shards = [steps.read_shard(s.path, r.path, dict(s.metadata)) for s, r in by_shard]
     result = steps.finish(input_uri, shards, max_rejected_share=None)
-    table = result.scores[list(steps.LIST_COLUMNS)]
-    table.to_parquet(retention_list.path, index=False)
-    table.to_csv(retention_csv.path, index=False)
+    steps.write_list(
+        result.scores[list(steps.LIST_COLUMNS)], retention_list.path, retention_csv.path
+    )
     result.rejected.to_csv(rejected_rows.path, index=False)
     numbers = summary.summarize(result.scores, config.economics, config.features.tenure_bands, top)
     text = summary.markdown(numbers, result.report)

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -14,14 +11,10 @@ import pytest
 from churn_components.data import steps as stages
 from churn_components.data.ingest import ingest
 from churn_core.errors import DataContractError, NotFound, StoreError
+from tests.fixtures.http_files import serve_folder
 from tests.fixtures.ports import free_port
 
 pytestmark = pytest.mark.integration
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
 
 
 @pytest.fixture
@@ -29,15 +22,8 @@ def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A real http.server serving tmp_path/www on 127.0.0.1; yields (base URL, folder)."""
     root = tmp_path / "www"
     root.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve_folder(root) as base:
+        yield base, root
 
 
 def test_ingest_over_http_records_sha_rows_and_synthetic(http_root, synthetic_csv_bytes, tmp_path):

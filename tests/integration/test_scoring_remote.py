@@ -1,23 +1,28 @@
-"""A customer file in Azure Blob (a real Azurite) is scored streamed, with the local file's answer.
+"""A remote customer file is scored streamed, with the local file's answer.
 
-CSV is read front to back through the SDK's chunked download (`BlobStream`),
-Parquet through ranged reads (`BlobRangeFile`: the footer, then the row
-groups); the blob's recorded sha256 is still checked once a CSV is read.
+In Azure Blob (a real Azurite): CSV is read front to back through the SDK's
+chunked download (`blob_stream`), Parquet through ranged reads
+(`blob_range_file`: the footer, then the row groups); the blob's recorded
+sha256 is still checked once a CSV is read. Over http (a real server on
+127.0.0.1): CSV as the body arrives, Parquet by ``Range`` requests, or whole
+from a server that serves no ranges; a truncated body is refused.
 """
 
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from churn_components.scoring import steps
+from churn_components.scoring import sources, steps
 from churn_core.config import load_config
-from churn_core.errors import NotFound, StoreError
+from churn_core.errors import DataContractError, NotFound, StoreError
 from churn_core.store import open_store
 from churn_model.contract import LABEL_COLUMN
 from churn_model.synthetic import generate_frame
+from tests.fixtures.http_files import QuietHandler, serve_folder
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +79,7 @@ def test_a_csv_blob_streams_in_pieces_and_its_sha256_is_checked(azurite, custome
     # 16 KiB requests: the file (~ 0.4 MB) arrives in many pieces, never as one
     store = open_store(f"az://{container}", azurite.connection_string, chunk_size=16 * 1024)
     store.put_bytes("c.csv", data)
-    stream = steps.BlobStream(store, "c.csv")
+    stream = sources.blob_stream(store, "c.csv")
     pieces = list(iter(lambda: stream.read(1 << 20), b""))
     assert b"".join(pieces) == data
     assert len(data) > 8 * 16 * 1024 and max(len(p) for p in pieces) <= 16 * 1024
@@ -87,7 +92,7 @@ def test_a_csv_blob_streams_in_pieces_and_its_sha256_is_checked(azurite, custome
     )
     blob.set_blob_metadata({"sha256": "0" * 64})
     with pytest.raises(StoreError, match="does not match the recorded"):
-        io.BufferedReader(steps.BlobStream(store, "c.csv")).read()
+        io.BufferedReader(sources.blob_stream(store, "c.csv")).read()
 
 
 def test_ranged_reads_give_the_blob_byte_for_byte(azurite, customers):
@@ -95,7 +100,7 @@ def test_ranged_reads_give_the_blob_byte_for_byte(azurite, customers):
     container = azurite.new_container()
     store = open_store(f"az://{container}", azurite.connection_string)
     store.put_bytes("c.parquet", data)
-    view = steps.BlobRangeFile(store, "c.parquet", block=4096)
+    view = sources.blob_range_file(store, "c.parquet", block=4096)
     view.seek(-100, io.SEEK_END)
     assert view.read(100) == data[-100:]
     view.seek(5000)
@@ -107,3 +112,89 @@ def test_a_missing_blob_is_named(azurite, scorer):
     container = azurite.new_container()
     with pytest.raises(NotFound, match="nothing.csv"):
         _score(f"az://{container}/nothing.csv", scorer, azurite.connection_string)
+
+
+class _Files(QuietHandler):
+    """http.server's files, plus single byte ranges (``Range: bytes=a-b``) when `ranges`."""
+
+    ranges = True
+    requests: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802
+        wanted = self.headers.get("Range")
+        type(self).requests.append(f"{self.path} {wanted or 'whole'}")
+        path = Path(self.translate_path(self.path))
+        if path.name == "truncated.csv":  # declares more than it sends
+            body = path.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body) + 1000))
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True
+            return
+        if not (self.ranges and wanted and path.is_file()):
+            super().do_GET()
+            return
+        data = path.read_bytes()
+        first, _, last = wanted.removeprefix("bytes=").partition("-")
+        lo, hi = int(first), min(int(last), len(data) - 1)
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes {lo}-{hi}/{len(data)}")
+        self.send_header("Content-Length", str(hi - lo + 1))
+        self.end_headers()
+        self.wfile.write(data[lo : hi + 1])
+
+
+@pytest.fixture
+def http_files(customers, tmp_path):
+    """(base URL, handler class) of a real http server on 127.0.0.1 serving the customer files."""
+    root = tmp_path / "www"
+    root.mkdir()
+    for path in customers:
+        (root / path.name).write_bytes(path.read_bytes())
+    (root / "truncated.csv").write_bytes(customers[0].read_bytes())
+    handler = type("Files", (_Files,), {"requests": []})
+    with serve_folder(root, handler) as base:
+        yield base, handler
+
+
+@pytest.mark.parametrize("ranges", [True, False], ids=["ranges", "no-ranges"])
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_an_http_file_is_scored_exactly_like_the_local_file(
+    http_files, scorer, customers, suffix, ranges
+):
+    base, handler = http_files
+    handler.ranges = ranges
+    local = customers[0] if suffix == "csv" else customers[1]
+    remote = _score(f"{base}/customers.{suffix}", scorer)
+    alone = _score(str(local), scorer)
+    pd.testing.assert_frame_equal(remote.scores, alone.scores)
+    pd.testing.assert_frame_equal(remote.rejected, alone.rejected)
+    if suffix == "parquet" and ranges:
+        # the footer and row groups by ranges, never the whole file in one answer
+        assert len(handler.requests) > 1 and all("bytes=" in r for r in handler.requests)
+    else:
+        # a CSV streams in one answer; without ranges, the Parquet probe is answered whole
+        assert len(handler.requests) == 1
+
+
+def test_a_parquet_shard_over_http_reads_only_its_row_groups(http_files, customers):
+    base, handler = http_files
+    size = customers[1].stat().st_size
+    uri = f"{base}/customers.parquet"
+    frames = list(steps.read_chunks_at(uri, 400, start=2400, stop=2800))
+    assert [first for first, _ in frames] == [2400]
+    fetched = sum(
+        int(hi) - int(lo) + 1
+        for r in handler.requests
+        for lo, hi in [r.rpartition("bytes=")[2].split("-")]
+    )
+    assert fetched < size  # one row group of 7 and the footer, not the file
+
+
+def test_a_truncated_http_body_and_a_missing_url_are_named(http_files, scorer):
+    base, _ = http_files
+    with pytest.raises((StoreError, DataContractError), match="truncated.csv"):
+        _score(f"{base}/truncated.csv", scorer)
+    with pytest.raises(NotFound, match="nothing.parquet"):
+        _score(f"{base}/nothing.parquet", scorer)

@@ -199,3 +199,106 @@ def test_the_merge_writes_everything_then_fails_above_the_rejected_share(scorer,
     assert Path(outs["html"].path).read_text().count("data:image/png;base64,") == 1
     assert outs["metrics"].metrics["rejected_rows"] == 7.0
     assert outs["list"].metadata["store_uri"].endswith("/list.parquet")
+
+
+def test_worker_processes_give_exactly_the_one_process_answer(scorer, tmp_path) -> None:
+    path = str(_bad_file(tmp_path))
+    alone = steps.score_file(path, scorer, CONFIG.economics, max_rejected_share=1.0, chunk_rows=50)
+    seen: list[int] = []
+    together = steps.score_file(
+        path,
+        scorer,
+        CONFIG.economics,
+        max_rejected_share=1.0,
+        chunk_rows=50,
+        workers=3,  # 8 chunks: 3, 3 and 2 per worker, duplicates across workers
+        progress=seen.append,
+    )
+    pd.testing.assert_frame_equal(together.scores, alone.scores)
+    pd.testing.assert_frame_equal(together.rejected, alone.rejected)
+    assert together.report == alone.report
+    assert sum(seen) == 400  # every row reported once, accepted or rejected
+    # a shard's parts combined are the shard scored in one process
+    parts = steps.score_parts(
+        path, scorer, CONFIG.economics, workers=2, start=100, stop=300, chunk_rows=50
+    )
+    assert [p.rows for p in parts] == [100, 100]
+    one = steps.score_rows(path, scorer, CONFIG.economics, start=100, stop=300, chunk_rows=50)
+    combined = steps.combine(parts)
+    pd.testing.assert_frame_equal(combined.scores, one.scores)
+    pd.testing.assert_frame_equal(combined.rejected, one.rejected)
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_parts_take_every_chunk_once_at_its_own_rows(tmp_path, suffix) -> None:
+    raw = generate_frame(rows=1000, seed=8).astype(str).drop(columns=[LABEL_COLUMN])
+    path = tmp_path / f"customers.{suffix}"
+    if suffix == "csv":
+        raw.to_csv(path, index=False)
+    else:
+        raw.to_parquet(path, index=False, row_group_size=128)
+    got: dict[int, list[str]] = {}
+    for k in range(3):
+        for first, frame in steps.read_chunks_at(
+            str(path), 100, start=150, stop=910, part=steps.Part(k, 3)
+        ):
+            assert first not in got
+            assert (first - 150) // 100 % 3 == k
+            got[first] = frame[ID_COLUMN].tolist()
+    assert sorted(got) == list(range(150, 910, 100))
+    assert [len(got[f]) for f in sorted(got)] == [100] * 7 + [60]
+    assert [i for f in sorted(got) for i in got[f]] == raw[ID_COLUMN].tolist()[150:910]
+
+
+def test_a_parquet_reader_skips_the_row_groups_it_does_not_need(tmp_path) -> None:
+    raw = generate_frame(rows=1000, seed=8).astype(str).drop(columns=[LABEL_COLUMN])
+    path = tmp_path / "customers.parquet"
+    raw.to_parquet(path, index=False, row_group_size=100)
+    # a shard of rows 400..600: only groups 4 and 5 are read
+    firsts = [first for first, _ in steps._batches(str(path), "", lambda lo, hi: 400 <= lo < 600)]
+    assert firsts == [400, 500]
+    frames = list(steps.read_chunks_at(str(path), 100, start=400, stop=600))
+    assert [f for f, _ in frames] == [400, 500]
+    assert frames[0][1][ID_COLUMN].tolist() == raw[ID_COLUMN].tolist()[400:500]
+
+
+def test_workers_default_to_the_cores_and_never_outnumber_the_chunks(tmp_path) -> None:
+    raw = generate_frame(rows=250, seed=8).astype(str).drop(columns=[LABEL_COLUMN])
+    path = tmp_path / "customers.csv"
+    raw.to_csv(path, index=False)
+    cores = steps.usable_cores()
+    assert steps.choose_workers(0, str(path), chunk_rows=100) == min(cores, 3)
+    assert steps.choose_workers(0, str(path), chunk_rows=1000) == 1
+    assert steps.choose_workers(5, str(path), chunk_rows=1000) == 5  # asked for: as asked
+    with pytest.raises(InvalidInput, match="workers must be >= 0"):
+        steps.choose_workers(-1, str(path), chunk_rows=100)
+
+
+def test_a_worker_that_dies_is_a_clear_error(scorer, tmp_path) -> None:
+    import os
+    import signal
+
+    raw = generate_frame(rows=3000, seed=9).astype(str).drop(columns=[LABEL_COLUMN])
+    path = tmp_path / "customers.csv"
+    raw.to_csv(path, index=False)
+    killed: list[int] = []
+
+    def kill_a_worker(_rows: int) -> None:
+        if not killed:
+            import multiprocessing
+
+            worker = multiprocessing.active_children()[0]
+            os.kill(worker.pid, signal.SIGKILL)
+            killed.append(worker.pid)
+
+    with pytest.raises(steps.ScoringWorkerError, match="a scoring worker process died"):
+        steps.score_file(
+            str(path),
+            scorer,
+            CONFIG.economics,
+            max_rejected_share=1.0,
+            chunk_rows=100,
+            workers=2,
+            progress=kill_a_worker,
+        )
+    assert killed
