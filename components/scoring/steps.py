@@ -5,6 +5,9 @@
     with the bundle's `ChurnModel` -> reasons, best suggestion and its what-if
     -> expected value of a call -> rank
 
+The chunks may be scored in worker processes (`score_parts`: chunk c in
+worker c mod N); where the file comes from is `sources`.
+
 Expected value of contacting a customer, with the `economics` section (the
 per-customer form of `components.training.evaluate.expected_profit`, the
 label replaced by the churn probability):
