@@ -19,6 +19,22 @@ from churn_model.serialize import State
 _EPS = 1e-6
 
 
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """ECE over `bins` equal-width bins of [0, 1] (p == 1 falls in the last bin).
+
+    One definition for the training report and the realized figures of the
+    drift service, so the two compare.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    if len(p) == 0:
+        return 0.0
+    idx = np.minimum((p * bins).astype(np.int64), bins - 1)
+    sum_p = np.bincount(idx, weights=p, minlength=bins)
+    sum_y = np.bincount(idx, weights=y, minlength=bins)
+    return float(np.sum(np.abs(sum_p - sum_y)) / len(p))
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     return np.asarray(logit(np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)))
 

@@ -25,6 +25,7 @@ from sklearn.metrics import f1_score, roc_auc_score
 
 from churn_core.config import ChurnConfig, FloorsConfig
 from churn_core.errors import InvalidInput
+from churn_model.calibration import expected_calibration_error
 from churn_monitoring.records import Label
 
 if TYPE_CHECKING:
@@ -247,21 +248,6 @@ class CohortPerformance:
         out["start"] = self.start.isoformat()
         out["end"] = self.end.isoformat()
         return out
-
-
-def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int) -> float:
-    """ECE over `bins` equal-width bins of [0, 1] (p == 1 falls in the last bin).
-
-    The same definition as the training report's, so the figures compare.
-    """
-    y = np.asarray(y, dtype=np.float64)
-    p = np.asarray(p, dtype=np.float64)
-    if len(p) == 0:
-        return 0.0
-    idx = np.minimum((p * bins).astype(np.int64), bins - 1)
-    sum_p = np.bincount(idx, weights=p, minlength=bins)
-    sum_y = np.bincount(idx, weights=y, minlength=bins)
-    return float(np.sum(np.abs(sum_p - sum_y)) / len(p))
 
 
 def cohort_start(day: date, cohort_days: int) -> date:

@@ -33,7 +33,7 @@ from churn_components.training.calibrate import fit_calibrator
 from churn_components.training.train import Candidate, CVPredictions
 from churn_core.config import ChurnConfig, EconomicsConfig
 from churn_core.errors import ChurnError
-from churn_model.calibration import Fitted
+from churn_model.calibration import Fitted, expected_calibration_error
 
 logger = logging.getLogger(__name__)
 
@@ -49,18 +49,6 @@ class LeakageSuspected(ChurnError):
 
 
 # -- metrics ---------------------------------------------------------------------
-def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
-    """ECE over `bins` equal-width bins of [0, 1] (p == 1 falls in the last bin)."""
-    y = np.asarray(y, dtype=np.float64)
-    p = np.asarray(p, dtype=np.float64)
-    if len(p) == 0:
-        return 0.0
-    idx = np.minimum((p * bins).astype(np.int64), bins - 1)
-    sum_p = np.bincount(idx, weights=p, minlength=bins)
-    sum_y = np.bincount(idx, weights=y, minlength=bins)
-    return float(np.sum(np.abs(sum_p - sum_y)) / len(p))
-
-
 def expected_profit(y: np.ndarray, offered: np.ndarray, econ: EconomicsConfig) -> float:
     """Mean retention profit per customer when `offered` customers get an offer."""
     gain = econ.offer_acceptance * econ.customer_value * np.asarray(y, dtype=np.float64)

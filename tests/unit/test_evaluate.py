@@ -17,12 +17,12 @@ from churn_components.training.evaluate import (
     classification_metrics,
     empirical_best_f1_threshold,
     evaluate_candidate,
-    expected_calibration_error,
     expected_profit,
     leakage_guard,
 )
 from churn_components.training.train import labels, train_candidate
 from churn_core.config import EconomicsConfig
+from churn_model.calibration import expected_calibration_error
 from churn_model.features import ChurnFeatures
 from tests.fixtures.training import small_config
 
