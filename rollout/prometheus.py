@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 
@@ -33,6 +34,31 @@ from churn_core.errors import ChurnError
 from churn_rollout.gates import RevisionWindow, StepWindow
 
 Sample = tuple[tuple[tuple[str, str], ...], float]  # (sorted labels, value)
+
+
+def revision_scrape_config(
+    targets: Mapping[str, str], label: str = "revision", interval: str = "1s"
+) -> dict[str, Any]:
+    """A prometheus.yml scraping each revision's ``host:port`` with `label` set to its name.
+
+    What the chart's PodMonitor amounts to (Knative's revision pod label
+    copied into `label`), for a Prometheus outside a cluster: the demo's and
+    the tests' servers standing in for revisions.
+    """
+    return {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "scrape_configs": [
+            {
+                "job_name": "churn-revisions",
+                "scrape_interval": interval,
+                "scrape_timeout": interval,
+                "static_configs": [
+                    {"targets": [target], "labels": {label: revision}}
+                    for revision, target in targets.items()
+                ],
+            }
+        ],
+    }
 
 
 @dataclass

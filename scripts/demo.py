@@ -392,7 +392,7 @@ def rollout(demo: Demo, name: str, stable_version: str, canary_version: str, fra
     from churn_core.config import RolloutConfig
     from churn_rollout.controller import Outcome, RolloutController, read_verdicts, traffic_split
     from churn_rollout.kube import InMemoryCluster
-    from churn_rollout.prometheus import PrometheusSource
+    from churn_rollout.prometheus import PrometheusSource, revision_scrape_config
 
     stable_rev, canary_rev = "churn-predictor-00001", "churn-predictor-00002"
     ports = {}
@@ -407,24 +407,8 @@ def rollout(demo: Demo, name: str, stable_version: str, canary_version: str, fra
     prom_port = free_port()
     prom_dir = demo.work / "prometheus"
     prom_dir.mkdir()
-    (prom_dir / "prometheus.yml").write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s"},
-                "scrape_configs": [
-                    {
-                        "job_name": "churn-revisions",
-                        "scrape_interval": "1s",
-                        "scrape_timeout": "1s",
-                        "static_configs": [
-                            {"targets": [f"127.0.0.1:{p}"], "labels": {"revision": rev}}
-                            for rev, p in ports.items()
-                        ],
-                    }
-                ],
-            }
-        )
-    )
+    scrape = revision_scrape_config({rev: f"127.0.0.1:{p}" for rev, p in ports.items()})
+    (prom_dir / "prometheus.yml").write_text(yaml.safe_dump(scrape))
     with open(demo.work / "prometheus.log", "wb") as log_file:
         demo.processes.append(
             subprocess.Popen(

@@ -19,22 +19,18 @@ canary passes 5%, then 25%, and is promoted.
 
 from __future__ import annotations
 
-import subprocess
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-import yaml
 
 from churn_core.config import RolloutConfig
 from churn_rollout.controller import Outcome, RolloutController, read_verdicts, traffic_split
 from churn_rollout.kube import InMemoryCluster
-from churn_rollout.prometheus import PrometheusSource
+from churn_rollout.prometheus import PrometheusSource, revision_scrape_config
 from tests.fixtures.model_server import serve_bundle, v2_body
-from tests.fixtures.ports import free_port
-from tests.fixtures.prometheus import PrometheusHandle, prometheus_binary
+from tests.fixtures.prometheus import PrometheusHandle, prometheus_binary, start_prometheus
 from tests.k8s_schema import custom_resource_errors
 from tests.unit.test_rollout_controller import NAME, NS, rendered_isvc
 
@@ -56,52 +52,6 @@ CONFIG = RolloutConfig(
 REQUESTS, ROWS = 80, 5
 
 
-def start_prometheus(targets: dict[str, int], workdir: Path) -> PrometheusHandle:
-    """Prometheus scraping each revision's server every second, labelled `revision`."""
-    exe = prometheus_binary()
-    workdir.mkdir(parents=True, exist_ok=True)
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [
-            {
-                "job_name": "churn-revisions",
-                "scrape_interval": "1s",
-                "scrape_timeout": "1s",
-                "static_configs": [
-                    {"targets": [f"127.0.0.1:{port}"], "labels": {"revision": rev}}
-                    for rev, port in targets.items()
-                ],
-            }
-        ],
-    }
-    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    log_path = workdir / "prometheus.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                exe,
-                f"--config.file={workdir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-        )
-    handle = PrometheusHandle(process, port, workdir, log_path)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if requests.get(f"{handle.url}/-/ready", timeout=1).status_code == 200:
-                return handle
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    handle.stop()
-    raise RuntimeError(f"prometheus did not become ready:\n{handle.log()[-2000:]}")
-
-
 @pytest.fixture(scope="module")
 def revisions(tmp_path_factory, bundle_dir, customer_split) -> Any:
     """The three servers and the Prometheus scraping them."""
@@ -119,7 +69,8 @@ def revisions(tmp_path_factory, bundle_dir, customer_split) -> Any:
         bundles = {STABLE: stable_bundle, BAD: bad_bundle, REJECTING: stable_bundle}
         for rev, bundle in {**bundles, GOOD: stable_bundle}.items():
             servers[rev] = serve_bundle(bundle, root / rev, extra_args=("--no-grpc",))
-        prom = start_prometheus({r: s.http_port for r, s in servers.items()}, root / "prom")
+        scrape = revision_scrape_config({r: f"127.0.0.1:{s.http_port}" for r, s in servers.items()})
+        prom = start_prometheus([], root / "prom", config=scrape)
         yield servers, prom
     finally:
         if prom is not None:
