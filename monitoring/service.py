@@ -200,10 +200,9 @@ class Monitor:
         if not self._unstored:
             self.close_due(self.clock())
             return 0
-        models = {r.model for r in self._unstored}
         rows, self._unstored = self._unstored, []
         try:
-            stored = self.store.add_predictions(rows)
+            by_model = self.store.store_predictions(rows)
         except StoreUnavailable:
             self._unstored = rows  # held: stored once the database answers again
             raise
@@ -211,12 +210,11 @@ class Monitor:
             self.metrics.rejected.labels("internal").inc(len(rows))
             logger.error("%d prediction(s) could not be stored: %s", len(rows), err)
             return 0
-        if stored:
-            for model in models:
-                self._reload(model)
-            self.metrics.predictions.labels(*sorted(models)[:1]).inc(stored)
+        for model, count in by_model.items():
+            self._reload(model)
+            self.metrics.predictions.labels(model).inc(count)
         self.close_due(self.clock())
-        return stored
+        return sum(by_model.values())
 
     def _reload(self, model: str) -> None:
         """The model's open windows as the database holds them."""

@@ -366,16 +366,24 @@ class MonitorStore:
     # -- predictions --------------------------------------------------------------
     def add_predictions(self, rows: Sequence[Prediction]) -> int:
         """Store the predictions not stored yet (by `(event_id, row)`); the number new."""
+        return sum(self.store_predictions(rows).values())
+
+    def store_predictions(self, rows: Sequence[Prediction]) -> dict[str, int]:
+        """`add_predictions`, the new rows counted per model."""
         if not rows:
-            return 0
+            return {}
         values = [_prediction_values(p) for p in rows]
         stmt = (
             self._insert(predictions)
             .on_conflict_do_nothing(index_elements=["event_id", "row"])
-            .returning(predictions.c.id)
+            .returning(predictions.c.model)
         )
         with self._tx(f"storing {len(values)} predictions") as conn:
-            return len(conn.execute(stmt, values).all())
+            stored = conn.execute(stmt, values).scalars().all()
+        counts: dict[str, int] = {}
+        for model in stored:
+            counts[model] = counts.get(model, 0) + 1
+        return counts
 
     def open_rows(self, model: str) -> list[Prediction]:
         """The model's predictions not yet in a window, in arrival order."""

@@ -166,6 +166,7 @@ def test_a_shuffled_replay_with_duplicates_and_lost_responses_counts_exactly(
         in metrics
     )
     assert f"churn_drift_events_duplicate_total {float(len(replay) - len(kept))}" in metrics
+    assert f'churn_drift_predictions_total{{model="churn"}} {float(joined_rows)}' in metrics
     m.store.close()
 
 

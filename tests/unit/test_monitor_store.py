@@ -75,14 +75,24 @@ def test_a_prediction_added_twice_is_stored_once_also_after_a_restart(
     assert monitor_store.add_predictions(batch) == 0
     # duplicates inside one batch and a mix of new and old rows
     assert monitor_store.add_predictions([pred("e3"), pred("e3"), pred("e1", 1)]) == 1
+    # the new rows counted per model (what the service's churn_drift_predictions_total counts)
+    mixed = [pred("e4"), pred("e5"), pred("x1", model="other"), pred("e3")]
+    assert monitor_store.store_predictions(mixed) == {"churn": 2, "other": 1}
     monitor_store.close()
 
     reopened = MonitorStore(monitor_url)
     try:
         assert reopened.add_predictions(batch) == 0
         rows = reopened.open_rows("churn")
-        assert [(r.event_id, r.row) for r in rows] == [("e1", 0), ("e1", 1), ("e2", 0), ("e3", 0)]
-        assert reopened.counts()["predictions"] == 4
+        assert [(r.event_id, r.row) for r in rows] == [
+            ("e1", 0),
+            ("e1", 1),
+            ("e2", 0),
+            ("e3", 0),
+            ("e4", 0),
+            ("e5", 0),
+        ]
+        assert reopened.counts()["predictions"] == 7
     finally:
         reopened.close()
 
