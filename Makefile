@@ -84,23 +84,25 @@ compile: install ## Compile the KFP pipeline to IR YAML under pipelines/
 manifests: install ## Render manifests/*.yaml from the Helm chart (values in manifests/values-*.yaml)
 	$(PY) tools/render_manifests.py
 
-# The four images, tagged as the chart and components/common.py name them (IMAGE_REGISTRY to
-# retag, IMAGE_BUILD_ARGS for e.g. --build-arg ALIBI_DETECT_LICENSE=<licence reference>).
+# The four images, one target each of the top-level Dockerfile, tagged as the chart and
+# components/common.py name them (IMAGE_REGISTRY to retag, IMAGE_BUILD_ARGS for e.g.
+# --build-arg ALIBI_DETECT_LICENSE=<licence reference>).
 IMAGE_REGISTRY ?= ghcr.io/churn-platform
 IMAGE_BUILD_ARGS ?=
+IMAGE_DOCKERFILE := Dockerfile
 IMAGE_VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-IMAGES := components/Dockerfile=churn-components:$(IMAGE_VERSION)-python3.11 \
-	inference/Dockerfile=churn-serving:$(IMAGE_VERSION) \
-	monitoring/Dockerfile=churn-monitor:$(IMAGE_VERSION) \
-	rollout/Dockerfile=churn-rollout:$(IMAGE_VERSION)
+IMAGES := components=churn-components:$(IMAGE_VERSION)-python3.11 \
+	serving=churn-serving:$(IMAGE_VERSION) \
+	monitor=churn-monitor:$(IMAGE_VERSION) \
+	rollout=churn-rollout:$(IMAGE_VERSION)
 
 images: ## Build the four container images (components, serving, drift service, rollout controller); needs Docker
 	@command -v docker >/dev/null 2>&1 || { echo "make images: no docker command on PATH; install Docker (with BuildKit) to build the images, or let the images workflow build them" >&2; exit 2; }
 	@docker info >/dev/null 2>&1 || { echo "make images: docker is installed but no Docker daemon answers (docker info failed); start it, or let the images workflow build them" >&2; exit 2; }
 	@set -e; for pair in $(IMAGES); do \
-		file="$${pair%%=*}"; tag="$(IMAGE_REGISTRY)/$${pair#*=}"; \
-		echo "== $$tag ($$file)"; \
-		DOCKER_BUILDKIT=1 docker build $(IMAGE_BUILD_ARGS) -f "$$file" -t "$$tag" .; \
+		target="$${pair%%=*}"; tag="$(IMAGE_REGISTRY)/$${pair#*=}"; \
+		echo "== $$tag (target $$target of $(IMAGE_DOCKERFILE))"; \
+		DOCKER_BUILDKIT=1 docker build $(IMAGE_BUILD_ARGS) --target "$$target" -f $(IMAGE_DOCKERFILE) -t "$$tag" .; \
 	done
 
 clean: ## Remove local artifacts, runs and caches (not .venv)

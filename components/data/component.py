@@ -21,8 +21,8 @@ parameter (those are visible in the KFP UI): each body is an entry point and
 reads ``CHURN_AZURE_STORAGE_CONNECTION_STRING`` (`Settings`) once at its start
 (empty: workload identity).
 
-The components run in ``COMPONENTS_IMAGE`` (built from ``components/Dockerfile``),
-which already holds kfp and this project, so nothing is pip-installed at run
+The components run in ``COMPONENTS_IMAGE`` (the ``components`` target of the top-level
+``Dockerfile``), which already holds kfp and this project, so nothing is pip-installed at run
 time (``install_kfp_package=False``). Locally they run with
 ``kfp.local.SubprocessRunner(use_venv=False)`` in the current environment.
 """

@@ -335,9 +335,9 @@ def test_components_image_is_named_once_and_matches_the_package_version():
 
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert COMPONENTS_IMAGE.rsplit(":", 1)[1] == f"{version}-python3.11"
-    assert COMPONENTS_IMAGE in (ROOT / "components" / "Dockerfile").read_text()
+    assert COMPONENTS_IMAGE in (ROOT / "Dockerfile").read_text()
     # the base image is Python 3.11 slim (pinned by digest: tests/unit/test_images.py)
-    assert "ARG PYTHON_IMAGE=python:3.11." in (ROOT / "components" / "Dockerfile").read_text()
+    assert "ARG PYTHON_IMAGE=python:3.11." in (ROOT / "Dockerfile").read_text()
 
 
 def test_parquet_round_trip_keeps_types_and_nan(synthetic_frame, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -100,12 +101,16 @@ def test_ci_runs_the_make_targets_on_python_311_and_node_20():
     assert {str(w["node-version"]) for w in _with("ci.yml", "actions/setup-node")} == {"20"}
 
 
-def test_images_workflow_builds_the_components_dockerfile():
+def test_images_workflow_builds_the_components_target():
     doc = yaml.safe_load((ROOT / ".github" / "workflows" / "images.yml").read_text())
     matrix = doc["jobs"]["build"]["strategy"]["matrix"]["include"]
-    files = {m["image"]: m["dockerfile"] for m in matrix}
-    assert files["churn-components"] == "components/Dockerfile"
-    assert (ROOT / files["churn-components"]).is_file()
+    targets = {m["image"]: m["target"] for m in matrix}
+    assert targets["churn-components"] == "components"
+    # every build names the one Dockerfile and its matrix target
+    builds = _with("images.yml", "docker/build-push-action")
+    assert {(w["file"], w["target"]) for w in builds} == {("Dockerfile", "${{ matrix.target }}")}
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM \S+ AS components$", dockerfile, re.MULTILINE)
 
 
 # -- the delivery workflows: triggers, permissions, environments
