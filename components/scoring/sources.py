@@ -179,6 +179,22 @@ def http_range_file(uri: str, block: int = BLOCK) -> Any:
 # -- any of them -------------------------------------------------------------------
 
 
+def is_remote(uri: str) -> bool:
+    """Whether the file is read over the network (a blob or an http(s) URL)."""
+    from churn_core.store import is_blob_uri
+
+    return is_blob_uri(uri) or uri.startswith(("http://", "https://"))
+
+
+def spool(uri: str, dst: Path, connection_string: str) -> Path:
+    """Copy a remote CSV to `dst` as it arrives (1 MiB at a time, checked as `open_source`)."""
+    import shutil
+
+    with open_source(uri, connection_string) as stream, dst.open("wb") as out:
+        shutil.copyfileobj(stream, out, 1 << 20)
+    return dst
+
+
 def is_parquet(uri: str) -> bool:
     """Whether the file is Parquet (by its name: .parquet or .pq), else CSV."""
     return uri.lower().split("?", 1)[0].endswith((".parquet", ".pq"))

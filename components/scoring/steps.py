@@ -40,7 +40,7 @@ from churn_components.data.validate import (
     REJECTED_COLUMNS,
     validate_frame,
 )
-from churn_components.scoring.sources import is_parquet, open_source
+from churn_components.scoring.sources import is_parquet, is_remote, open_source, spool
 from churn_core.config import EconomicsConfig, ExplainerConfig
 from churn_core.errors import DataContractError
 from churn_model.checks import check_request_columns
@@ -535,8 +535,10 @@ def score_parts(
     spawned: a forked XGBoost/OpenMP runtime is not safe to use) and reads the
     file itself: a CSV is parsed by every worker but converted, validated
     and scored only in its own chunks; a Parquet file's other row groups are
-    skipped. With one worker, `score_rows` in this process. `options`: those
-    of `score_rows` (reasons, chunk_rows, batch_rows, connection_string).
+    skipped. A remote CSV is first copied to a temporary file as it arrives
+    (downloaded once, not once per worker). With one worker, `score_rows` in
+    this process. `options`: those of `score_rows` (reasons, chunk_rows,
+    batch_rows, connection_string).
 
     Raises:
         DataContractError: as `score_rows`, from whichever worker met it.
@@ -544,6 +546,18 @@ def score_parts(
     """
     if workers <= 1:
         return [score_rows(uri, scorer, econ, start=start, stop=stop, progress=progress, **options)]
+    if is_remote(uri) and not is_parquet(uri):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="churn-score-input-") as tmp:
+            local = spool(uri, Path(tmp) / "customers.csv", options.get("connection_string", ""))
+            try:
+                return score_parts(
+                    str(local), scorer, econ, workers=workers, start=start, stop=stop,
+                    progress=progress, **options,
+                )  # fmt: skip
+            except DataContractError as err:  # named as the caller knows the file
+                raise DataContractError(str(err).replace(str(local), uri)) from err
     import multiprocessing
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
@@ -634,7 +648,6 @@ def choose_workers(requested: int, uri: str, chunk_rows: int, connection_string:
         InvalidInput: a negative `requested`.
     """
     from churn_core.errors import InvalidInput
-    from churn_core.store import is_blob_uri
 
     if requested < 0:
         raise InvalidInput(f"workers must be >= 0 (0: one per core), not {requested}")
@@ -643,8 +656,7 @@ def choose_workers(requested: int, uri: str, chunk_rows: int, connection_string:
     cores = usable_cores()
     if cores == 1:
         return 1
-    remote = is_blob_uri(uri) or uri.startswith(("http://", "https://"))
-    if remote and not is_parquet(uri):
+    if is_remote(uri) and not is_parquet(uri):
         return cores
     chunks = -(-count_rows(uri, connection_string) // max(chunk_rows, 1))
     return max(1, min(cores, chunks))

@@ -45,13 +45,14 @@ def customers(tmp_path_factory):
     return csv, parquet
 
 
-def _score(uri, scorer, connection_string=""):
+def _score(uri, scorer, connection_string="", workers=1):
     return steps.score_file(
         uri,
         scorer,
         CONFIG.economics,
         max_rejected_share=0.01,
         chunk_rows=700,
+        workers=workers,
         connection_string=connection_string,
     )
 
@@ -198,3 +199,29 @@ def test_a_truncated_http_body_and_a_missing_url_are_named(http_files, scorer):
         _score(f"{base}/truncated.csv", scorer)
     with pytest.raises(NotFound, match="nothing.parquet"):
         _score(f"{base}/nothing.parquet", scorer)
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_workers_download_a_remote_csv_once_and_read_parquet_by_ranges(
+    http_files, scorer, customers, suffix
+):
+    base, handler = http_files
+    local = customers[0] if suffix == "csv" else customers[1]
+    remote = _score(f"{base}/customers.{suffix}", scorer, workers=2)
+    alone = _score(str(local), scorer)
+    pd.testing.assert_frame_equal(remote.scores, alone.scores)
+    pd.testing.assert_frame_equal(remote.rejected, alone.rejected)
+    if suffix == "csv":
+        assert handler.requests == ["/customers.csv whole"]  # once, not once per worker
+    else:
+        assert len(handler.requests) > 1 and all("bytes=" in r for r in handler.requests)
+
+
+def test_a_spooled_csv_is_still_named_by_its_url(http_files, scorer, tmp_path):
+    base, _ = http_files
+    raw = generate_frame(rows=2000, seed=4).astype(str).drop(columns=["MonthlyCharges"])
+    www = tmp_path / "www"  # the folder http_files serves
+    raw.to_csv(www / "narrow.csv", index=False)
+    with pytest.raises(DataContractError, match=rf"{base}/narrow.csv") as caught:
+        _score(f"{base}/narrow.csv", scorer, workers=2)
+    assert "churn-score-input-" not in str(caught.value)
