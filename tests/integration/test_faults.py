@@ -119,7 +119,12 @@ class OwnAzurite:
 @pytest.fixture
 def own_azurite(tmp_path: Path) -> Iterator[OwnAzurite]:
     from tests.ci import missing
-    from tests.fixtures.azurite import AZURITE_BIN, _wait_started, connection_string
+    from tests.fixtures.azurite import (
+        AZURITE_BIN,
+        _wait_started,
+        azurite_command,
+        connection_string,
+    )
     from tests.fixtures.ports import free_port
 
     if not AZURITE_BIN.exists():
@@ -128,17 +133,7 @@ def own_azurite(tmp_path: Path) -> Iterator[OwnAzurite]:
     log_path = tmp_path / "azurite.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [
-                str(AZURITE_BIN),
-                "--blobHost",
-                "127.0.0.1",
-                "--blobPort",
-                str(port),
-                "--inMemoryPersistence",
-                "--skipApiVersionCheck",
-                "--disableTelemetry",
-                "--silent",
-            ],
+            azurite_command(port),
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=tmp_path,
@@ -229,7 +224,7 @@ def test_artifact_store_stopped_mid_run_registers_nothing(
 
 @pytest.fixture
 def own_mlflow(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    from tests.fixtures.mlflow_server import MLFLOW_BIN, _stop, _wait_healthy
+    from tests.fixtures.mlflow_server import _stop, _wait_healthy, mlflow_command
     from tests.fixtures.ports import free_port, wait_for_port
 
     port = free_port()
@@ -237,21 +232,7 @@ def own_mlflow(tmp_path: Path) -> Iterator[dict[str, Any]]:
     log_path = tmp_path / "mlflow-server.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [
-                str(MLFLOW_BIN),
-                "server",
-                "--backend-store-uri",
-                f"sqlite:///{db}",
-                "--artifacts-destination",
-                str(tmp_path / "mlflow-artifacts"),
-                "--serve-artifacts",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-            ],
+            mlflow_command(db, tmp_path / "mlflow-artifacts", port),
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=tmp_path,
