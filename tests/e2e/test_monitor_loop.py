@@ -22,7 +22,7 @@ import requests
 import yaml
 
 from tests.fixtures.data import real_csv_path
-from tests.fixtures.drift_service import DriftServiceHandle, start_drift_service
+from tests.fixtures.drift_service import start_drift_service
 from tests.fixtures.model_server import serve_bundle, v2_body
 from tests.fixtures.prometheus import prometheus_binary, start_prometheus
 
@@ -60,17 +60,6 @@ def send(server: Any, frame: pd.DataFrame, prefix: str, per_request: int = 20) -
         )
         r = requests.post(f"{server.url}/v2/models/churn/infer", json=body, timeout=30)
         assert r.status_code == 200, r.text[:300]
-
-
-def wait_until(what: str, check: Any, service: DriftServiceHandle, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = service.status()
-        if check(status):
-            return status
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not after {timeout:.0f} s; status {status}")
-        time.sleep(0.3)
 
 
 def shifted(frame: pd.DataFrame) -> pd.DataFrame:
@@ -120,28 +109,26 @@ def test_drift_in_live_traffic_starts_one_training_run(
     try:
         for i in range(3):  # unshifted: three windows, no drift, no trigger
             send(server, sample(WINDOW), f"calm{i}")
-        status = wait_until("three calm windows", lambda s: windows(s) == 3, service)
+        status = service.wait_for("three calm windows", lambda s: windows(s) == 3)
         assert not any(w["drift"] for w in status["recent_windows"])
         assert status["triggers"] == [] and status["trigger_state"] == "OK"
 
         send(server, shifted(sample(WINDOW)), "shift0")
-        wait_until("a drifted window", lambda s: windows(s) == 4, service)
+        service.wait_for("a drifted window", lambda s: windows(s) == 4)
         prom.wait_for('churn_drift_window_drift{model="churn"} == 1', lambda r: len(r) == 1)
 
         half = shifted(sample(WINDOW))
         send(server, half.iloc[: WINDOW // 2], "shift1a")
-        wait_until(
-            "half a window stored",
-            lambda s: sum(s["open_windows"].values()) == WINDOW // 2,
-            service,
+        service.wait_for(
+            "half a window stored", lambda s: sum(s["open_windows"].values()) == WINDOW // 2
         )
         service.stop(crash=True)  # killed in the middle of a window
         service.start()
         assert sum(service.status()["open_windows"].values()) == WINDOW // 2
         send(server, half.iloc[WINDOW // 2 :], "shift1b")
-        status = wait_until("the trigger", lambda s: len(s["triggers"]) == 1, service)
-        status = wait_until(
-            "the run started", lambda s: s["triggers"][0]["run_status"] == "started", service
+        status = service.wait_for("the trigger", lambda s: len(s["triggers"]) == 1)
+        status = service.wait_for(
+            "the run started", lambda s: s["triggers"][0]["run_status"] == "started"
         )
         (trigger,) = status["triggers"]
         assert trigger["run_id"].startswith("local-")
@@ -149,7 +136,7 @@ def test_drift_in_live_traffic_starts_one_training_run(
 
         for i in range(2):  # drift goes on in the cooldown, across a restart: no second run
             send(server, shifted(sample(WINDOW)), f"more{i}")
-            wait_until(f"window {6 + i}", lambda s, n=6 + i: windows(s) == n, service)
+            service.wait_for(f"window {6 + i}", lambda s, n=6 + i: windows(s) == n)
             service.stop()
             service.start()
         status = service.status()

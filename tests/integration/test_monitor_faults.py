@@ -27,7 +27,7 @@ import requests
 import yaml
 
 from tests.fixtures.drift_service import DriftServiceHandle, start_drift_service
-from tests.fixtures.model_server import serve_bundle, v2_body
+from tests.fixtures.model_server import serve_bundle, v2_body, v2_response
 from tests.fixtures.postgres import PostgresHandle, start_postgres, stop_postgres
 
 pytestmark = pytest.mark.integration
@@ -72,14 +72,7 @@ def post_pairs(handle: DriftServiceHandle, frame: Any, prefix: str) -> None:
     """One request/response pair per customer, straight to the intake (as the logger sends)."""
     for i in range(len(frame)):
         event_id = f"{prefix}-{i}"
-        response = {
-            "model_name": "churn",
-            "model_version": "7",
-            "outputs": [
-                {"name": "churn_probability", "datatype": "FP32", "shape": [1], "data": [0.2]},
-                {"name": "churn", "datatype": "BOOL", "shape": [1], "data": [False]},
-            ],
-        }
+        response = v2_response([0.2])
         bodies = ((REQUEST, v2_body(frame.iloc[[i]])), (RESPONSE, response))
         for kind, body in bodies:
             headers = {"ce-specversion": "1.0", "ce-id": event_id, "ce-type": kind,

@@ -31,7 +31,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -568,17 +567,6 @@ def good_pair(customers: Any, start: int, rows: int, event_id: str) -> list[Send
     ]
 
 
-def wait_for(what: str, check: Any, handle: DriftServiceHandle, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = handle.status()
-        if check(status):
-            return status
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not after {timeout:.0f} s; status {status}")
-        time.sleep(0.2)
-
-
 def test_malformed_cloudevents_are_refused_and_counted(
     service: DriftServiceHandle, customers: Any
 ) -> None:
@@ -616,7 +604,7 @@ def test_malformed_cloudevents_are_refused_and_counted(
     run()
     assert tally["requests"] >= EXAMPLES, tally
     # the lone halves expire after the join timeout; then every event is accounted for
-    wait_for("the lone halves expired", lambda s: s["waiting_halves"] == 0, service)
+    service.wait_for("the lone halves expired", lambda s: s["waiting_halves"] == 0)
     after = counters(service)
     diff = {k: after[k] - before[k] for k in after}
     report = f"sent {dict(sent)}, tally {dict(tally)}, counters {diff}"
@@ -646,7 +634,7 @@ def test_malformed_cloudevents_are_refused_and_counted(
     assert not any(status["open_windows"].values()), status
     for s in good_pair(customers, 10, GOOD_ROWS, "after-fuzz"):
         assert client.send(s)[0] == 202
-    status = wait_for("the good pair's window", lambda s: s["recent_windows"] != [], service)
+    status = service.wait_for("the good pair's window", lambda s: s["recent_windows"] != [])
     (window,) = status["recent_windows"]
     assert window["samples"] == GOOD_ROWS and window["model_version"] == "7", status
     assert not any(status["open_windows"].values()), status

@@ -23,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 from churn_model.bundle import load_model
 from tests.fixtures.drift_service import start_drift_service
-from tests.fixtures.model_server import churn_command, v2_body
+from tests.fixtures.model_server import churn_command, v2_body, v2_response
 
 pytestmark = pytest.mark.integration
 
@@ -48,22 +48,7 @@ def post_pair(url: str, frame: pd.DataFrame, model: Any, event_id: str) -> None:
     body["inputs"].append(
         {"name": "customerID", "shape": [len(ids)], "datatype": "BYTES", "data": ids}
     )
-    p = model.predict_proba(frame)
-    response = {
-        "id": event_id,
-        "model_name": "churn",
-        "model_version": "7",
-        "outputs": [
-            {
-                "name": "churn_probability",
-                "datatype": "FP32",
-                "shape": [len(p)],
-                "data": p.tolist(),
-            },
-            {"name": "churn", "datatype": "BOOL", "shape": [len(p)], "data": (p >= 0.4).tolist()},
-            {"name": "customerID", "datatype": "BYTES", "shape": [len(ids)], "data": ids},
-        ],
-    }
+    response = v2_response(model.predict_proba(frame), event_id=event_id, ids=ids)
     for kind, data in (("request", body), ("response", response)):
         r = requests.post(
             f"{url}/",

@@ -26,7 +26,7 @@ from churn_monitoring.events import REQUEST_TYPE, RESPONSE_TYPE, CloudEvent
 from churn_monitoring.metrics import monitor_metrics
 from churn_monitoring.service import Incoming, Monitor, load_watched
 from churn_monitoring.store import MonitorStore
-from tests.fixtures.model_server import v2_body
+from tests.fixtures.model_server import v2_body, v2_response
 
 WINDOW = 200
 
@@ -75,26 +75,7 @@ def events_for(
     for start in range(0, len(frame), per_request):
         chunk = frame.iloc[start : start + per_request]
         event_id = f"{prefix}-{start}"
-        p = model.predict_proba(chunk)
-        response = {
-            "id": event_id,
-            "model_name": "churn",
-            "model_version": "7",
-            "outputs": [
-                {
-                    "name": "churn_probability",
-                    "datatype": "FP32",
-                    "shape": [len(p)],
-                    "data": p.tolist(),
-                },
-                {
-                    "name": "churn",
-                    "datatype": "BOOL",
-                    "shape": [len(p)],
-                    "data": (p >= 0.4).tolist(),
-                },
-            ],
-        }
+        response = v2_response(model.predict_proba(chunk), event_id=event_id)
         body = orjson.dumps(v2_body(chunk, id=event_id))
         out.append(
             CloudEvent(event_id, REQUEST_TYPE, "s", "churn", "predictor", "application/json", body)
