@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -584,8 +584,9 @@ def score_parts(
                     if now > reported:
                         progress(now - reported)
                         reported = now
-                if any(f.exception() is not None for f in finished):
-                    break
+                failed = next((f for f in finished if f.exception() is not None), None)
+                if failed is not None:  # the first error, not whichever worker is listed first
+                    raise cast(BaseException, failed.exception())
             return [f.result() for f in futures]
         except BrokenProcessPool as err:
             raise ScoringWorkerError(

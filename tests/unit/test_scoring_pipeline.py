@@ -302,3 +302,16 @@ def test_a_worker_that_dies_is_a_clear_error(scorer, tmp_path) -> None:
             progress=kill_a_worker,
         )
     assert killed
+
+
+def test_a_file_a_worker_cannot_read_is_a_data_contract_error(scorer, tmp_path) -> None:
+    raw = generate_frame(rows=300, seed=9).astype(str).drop(columns=[LABEL_COLUMN])
+    path = tmp_path / "customers.csv"
+    raw.to_csv(path, index=False)
+    lines = path.read_text().splitlines(keepends=True)
+    lines[250] = lines[250].rstrip("\n") + ",one,too,many\n"  # in the third chunk of 100
+    path.write_text("".join(lines))
+    with pytest.raises(DataContractError, match=r"customers.csv: not a readable CSV/Parquet"):
+        steps.score_file(
+            str(path), scorer, CONFIG.economics, max_rejected_share=1.0, chunk_rows=100, workers=2
+        )
