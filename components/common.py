@@ -9,7 +9,6 @@ reads the ``CHURN_*`` settings for logging.
 from __future__ import annotations
 
 import json
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from churn_core.config import ChurnConfig
-from churn_core.io import PICKLE_PROTOCOL, write_bytes_atomic
+from churn_core.io import write_bytes_atomic
 from churn_core.settings import Settings
 from churn_model.features import ChurnFeatures
 
@@ -59,16 +58,6 @@ def read_features(path: str | Path, sha256: str | None = None) -> ChurnFeatures:
     from churn_components.data.fit_features import load_features
 
     return load_features(Path(path).read_bytes(), sha256 or None)
-
-
-def dump_pickle(obj: Any, path: str | Path) -> None:
-    """Pickle an intermediate artifact (candidates, evaluations) for the next component."""
-    write_bytes_atomic(path, pickle.dumps(obj, protocol=PICKLE_PROTOCOL))
-
-
-def load_pickle(path: str | Path) -> Any:
-    """An artifact written by `dump_pickle` (our own pipeline's, passed between our components)."""
-    return pickle.loads(Path(path).read_bytes())  # noqa: S301
 
 
 def jsonable(obj: Any) -> Any:

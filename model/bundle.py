@@ -66,6 +66,35 @@ ESTIMATORS: dict[str, Any] = {
 CALIBRATORS: dict[str, Any] = {"sigmoid": SigmoidCalibrator, "isotonic": IsotonicCalibrator}
 
 
+def pack_calibrator(calibrator: Any, folder: str) -> tuple[dict[str, Any] | None, dict[str, bytes]]:
+    """A fitted calibrator (or None) as its entry ``{"method", ...pack entry}`` and its files.
+
+    Raises:
+        TypeError: not one of `CALIBRATORS`.
+    """
+    if calibrator is None:
+        return None, {}
+    method = getattr(calibrator, "method", None)
+    if method not in CALIBRATORS or type(calibrator) is not CALIBRATORS[method]:
+        raise TypeError(f"cannot store a calibrator {type(calibrator).__name__}")
+    entry, files = pack(calibrator.to_state(), folder)
+    return {"method": method, **entry}, files
+
+
+def unpack_calibrator(entry: Mapping[str, Any] | None, read: Reader) -> Any:
+    """The calibrator of a `pack_calibrator` entry (None for None).
+
+    Raises:
+        ValueError: an unknown method, or a file not matching its sha256.
+    """
+    if entry is None:
+        return None
+    method = entry["method"]
+    if method not in CALIBRATORS:
+        raise ValueError(f"unknown calibration {method!r}; known: {', '.join(CALIBRATORS)}")
+    return CALIBRATORS[method].from_state(unpack(entry, read))
+
+
 # -- writing ---------------------------------------------------------------------------
 def model_files(model: ChurnModel) -> dict[str, bytes]:
     """The model as bundle files: ``model.json`` and the arrays and files it names.
@@ -83,14 +112,8 @@ def model_files(model: ChurnModel) -> dict[str, bytes]:
     features, files = pack(model.features.to_state(), f"{MODEL_DIR}/features")
     stored_estimator, more = pack(estimator.to_state(), f"{MODEL_DIR}/estimator")
     files.update(more)
-    calibrator: dict[str, Any] | None = None
-    if model.calibrator is not None:
-        method = getattr(model.calibrator, "method", None)
-        if method not in CALIBRATORS or type(model.calibrator) is not CALIBRATORS[method]:
-            raise TypeError(f"cannot store a calibrator {type(model.calibrator).__name__}")
-        stored_calibrator, more = pack(model.calibrator.to_state(), f"{MODEL_DIR}/calibrator")
-        files.update(more)
-        calibrator = {"method": method, **stored_calibrator}
+    calibrator, more = pack_calibrator(model.calibrator, f"{MODEL_DIR}/calibrator")
+    files.update(more)
     document = {
         "format": FORMAT,
         "kind": kind,
@@ -237,13 +260,7 @@ def _rebuild(document: Mapping[str, Any], read: Reader) -> ChurnModel:
             f"the {kind} estimator expects {estimator.n_features} columns, "
             f"the feature transform gives {width}"
         )
-    calibrator = None
-    stored = document.get("calibrator")
-    if stored is not None:
-        method = stored["method"]
-        if method not in CALIBRATORS:
-            raise ValueError(f"unknown calibration {method!r}; known: {', '.join(CALIBRATORS)}")
-        calibrator = CALIBRATORS[method].from_state(unpack(stored, read))
+    calibrator = unpack_calibrator(document.get("calibrator"), read)
     return ChurnModel(
         features=features,
         estimator=estimator,

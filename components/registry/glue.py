@@ -85,9 +85,8 @@ def register(
 
     `trigger`: the retraining trigger's JSON (empty when started by hand), logged in the run.
     """
-    import pickle
-
     from churn_components.registry.steps import register_step
+    from churn_components.training.artifacts import read_evaluations
 
     connection_string = component_logging().azure_storage_connection_string
     result = register_step(
@@ -106,11 +105,9 @@ def register(
         transform_sha256=transform.metadata.get("sha256"),
         trigger=trigger,
     )
-    stored = pickle.loads(Path(evaluation.path).read_bytes())  # noqa: S301 - our own artifact
+    evaluations, y_test = read_evaluations(evaluation.path)
     selected = result["selected"]
-    log_curves(
-        curves, stored["y_test"], stored["evaluations"][selected].test_scores, result["threshold"]
-    )
+    log_curves(curves, y_test, evaluations[selected].test_scores, result["threshold"])
     sel = result["summaries"][selected]
     log_metrics(metrics, {f"cv_{k}": sel["cv"][k] for k in METRIC_KEYS})
     log_metrics(metrics, {f"test_{k}": sel["test"][k] for k in METRIC_KEYS})

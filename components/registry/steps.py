@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churn_components.common import load_pickle, read_dataset, read_features
+from churn_components.common import read_dataset, read_features
 from churn_components.registry.select import gate, rank_candidates
+from churn_components.training.artifacts import read_evaluations
 from churn_components.training.evaluate import Evaluation
 from churn_components.training.steps import load_candidates, summary
 from churn_components.training.train import Candidate, labels
@@ -64,9 +65,7 @@ def select_step(
     """
     from churn_components.registry.select import ScoredModel, metrics_on_rows
 
-    stored = load_pickle(evaluation_path)
-    evaluations: dict[str, Evaluation] = stored["evaluations"]
-    y_test = np.asarray(stored["y_test"])
+    evaluations, y_test = read_evaluations(evaluation_path)
     ranking = rank_candidates({k: ev.cv for k, ev in evaluations.items()}, config.selection)
     selected = ranking[0][0]
     test = read_dataset(test_path)
@@ -259,7 +258,7 @@ def assemble_model(
             from the evaluation (what would be served is not what was evaluated).
     """
     candidates = load_candidates(candidate_paths)
-    evaluations: dict[str, Evaluation] = load_pickle(evaluation_path)["evaluations"]
+    evaluations, _ = read_evaluations(evaluation_path)
     train, test = read_dataset(train_path), read_dataset(test_path)
     features = read_features(transform_path, transform_sha256)
     ev = evaluations[selected]

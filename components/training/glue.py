@@ -64,8 +64,7 @@ def evaluate(
     report: Any,
 ) -> None:
     """The body of the evaluate component."""
-    import pickle
-
+    from churn_components.training.artifacts import read_evaluations
     from churn_components.training.report import model_report
     from churn_components.training.steps import evaluate_step
 
@@ -81,9 +80,9 @@ def evaluate(
         evaluation.path,
         transform_sha256=transform.metadata.get("sha256"),
     )
-    stored = pickle.loads(Path(evaluation.path).read_bytes())  # noqa: S301 - our own artifact
-    for kind, ev in stored["evaluations"].items():
-        log_curves(curves[kind], stored["y_test"], ev.test_scores, ev.thresholds["served"])
+    evaluations, y_test = read_evaluations(evaluation.path)
+    for kind, ev in evaluations.items():
+        log_curves(curves[kind], y_test, ev.test_scores, ev.thresholds["served"])
         s = summaries[kind]
         log_metrics(metrics, {f"{kind}_cv_{k}": s["cv"][k] for k in METRIC_KEYS})
         log_metrics(metrics, {f"{kind}_test_{k}": s["test"][k] for k in METRIC_KEYS})

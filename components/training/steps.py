@@ -2,8 +2,10 @@
 
 train (one per kind) -> evaluate; `churn_components.registry.steps` goes on
 from there. Each reads the data stages' outputs (Parquet splits, the stored
-`ChurnFeatures`) and writes pickles; the KFP wrappers in `churn_components.training.component` only
-pass paths and log what these return.
+`ChurnFeatures`) and writes its own artifacts as data
+(`churn_components.training.artifacts`: a candidate, the evaluations); the KFP
+wrappers in `churn_components.training.component` only pass paths and log what
+these return.
 """
 
 from __future__ import annotations
@@ -16,13 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from churn_components.common import (
-    dump_pickle,
-    jsonable,
-    load_pickle,
-    read_dataset,
-    read_features,
-)
+from churn_components.common import jsonable, read_dataset, read_features
+from churn_components.training.artifacts import read_candidate, write_candidate, write_evaluations
 from churn_components.training.evaluate import Evaluation, evaluate_candidate
 from churn_components.training.train import Candidate, labels, train_candidate
 from churn_core.config import ChurnConfig
@@ -41,16 +38,16 @@ def train_step(
     *,
     transform_sha256: str | None = None,
 ) -> dict[str, Any]:
-    """Cross-validate and fit one kind; pickle the `Candidate` (or a skip marker)."""
+    """Cross-validate and fit one kind; store the `Candidate` (or a skip marker) as data."""
     if kind not in config.models.enabled:
         logger.info("%s: not in models.enabled, skipped", kind)
-        dump_pickle({"kind": kind, "candidate": None}, candidate_path)
+        write_candidate(candidate_path, kind, None)
         return {"kind": kind, "skipped": True}
     start = time.perf_counter()
     train = read_dataset(train_path)
     features = read_features(transform_path, transform_sha256)
     candidate = train_candidate(train, features, kind, config)
-    dump_pickle({"kind": kind, "candidate": candidate}, candidate_path)
+    write_candidate(candidate_path, kind, candidate)
     y = labels(train)
     from sklearn.metrics import roc_auc_score
 
@@ -80,9 +77,11 @@ def load_candidates(paths: Mapping[str, str | Path]) -> dict[str, Candidate]:
     """The trained candidates (skipped kinds left out)."""
     out: dict[str, Candidate] = {}
     for kind, path in paths.items():
-        record = load_pickle(path)
-        if record.get("candidate") is not None:
-            out[kind] = record["candidate"]
+        stored_kind, candidate = read_candidate(path)
+        if stored_kind != kind:
+            raise InvalidInput(f"{path} holds the {stored_kind} candidate, not {kind}")
+        if candidate is not None:
+            out[kind] = candidate
     if not out:
         raise InvalidInput("no candidate was trained: models.enabled is empty")
     return out
@@ -108,7 +107,7 @@ def evaluate_step(
     evaluations: dict[str, Evaluation] = {}
     for kind, candidate in candidates.items():
         evaluations[kind] = evaluate_candidate(candidate, y_train, X_test, y_test, config)
-    dump_pickle({"evaluations": evaluations, "y_test": y_test}, evaluation_path)
+    write_evaluations(evaluation_path, evaluations, y_test)
     return {kind: summary(ev, candidates[kind]) for kind, ev in evaluations.items()}
 
 
