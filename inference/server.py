@@ -53,9 +53,10 @@ from kserve.errors import InferenceError, ModelNotReady, NoModelReady
 from kserve.errors import InvalidInput as KInvalidInput
 from kserve.model import BaseKServeModel
 from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
 from kserve.protocol.grpc.server import GRPCServer
-from kserve.protocol.grpc.servicer import InferenceServicer
+from kserve.protocol.grpc.servicer import InferenceServicer, to_headers
 from kserve.protocol.infer_type import InferRequest, InferResponse
 from kserve.protocol.rest.server import RESTServer
 
@@ -378,7 +379,6 @@ def _checked(method: Any) -> Any:
 def add_servicer(servicer: Any, server: Any) -> None:
     """Register `servicer` as the generated code does, but with lenient deserializers."""
     import grpc
-    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
@@ -424,17 +424,33 @@ class ChurnInferenceServicer(InferenceServicer):
         payload_logger: PayloadLogger | None = getattr(self._data_plane, "payload_logger", None)
         if payload_logger is None:
             return await super().ModelInfer(request, context)
+        # KServe's ModelInfer, with the decoded request and the answer logged as they are:
+        # decoding the protobuf messages a second time for the log cost as much as the rest.
         if not request.id:
             request.id = str(uuid.uuid4())
         model_name = request.model_name
+        headers = to_headers(context)
+        self.validate_grpc_request(request)
+        infer_request = InferRequest.from_grpc(request)
         try:
-            logged = grpc_as_json(InferRequest.from_grpc(request), "inputs")
+            logged = grpc_as_json(infer_request, "inputs")
         except Exception:  # noqa: BLE001 - undecodable: log the request as sent, in protobuf
             logged = request.SerializeToString()
         payload_logger.emit(REQUEST_TYPE, model_name, request.id, logged, _JSON)
-        response = await super().ModelInfer(request, context)  # an error: no response event
+        body, _ = await self._data_plane.infer(  # an error: no response event
+            request=infer_request, headers=headers, model_name=model_name
+        )
+        if isinstance(body, InferResponse):
+            response, decoded = body.to_grpc(), body
+        else:  # what KServe's servicer accepts besides: a message, or a dict of one
+            response = body if isinstance(body, pb.ModelInferResponse) else (
+                pb.ModelInferResponse(
+                    id=body["id"], model_name=body["model_name"], outputs=body["outputs"]
+                )
+            )  # fmt: skip
+            decoded = None
         try:
-            answer = grpc_as_json(InferResponse.from_grpc(response), "outputs")
+            answer = grpc_as_json(decoded or InferResponse.from_grpc(response), "outputs")
         except Exception:  # noqa: BLE001
             answer = response.SerializeToString()
         payload_logger.emit(RESPONSE_TYPE, model_name, request.id, answer, _JSON)
