@@ -272,9 +272,10 @@ def load_scorer(
 
     `threads`: XGBoost's OpenMP threads for TreeSHAP. One by default: a batch's
     TreeSHAP already runs beside the main thread's work (`score_rows`), and
-    more threads spin on the core the main thread needs (1,000,000 customers
-    on 2 cores: 107 CPU seconds with 2 threads, 61 with one, in the same time
-    or less); more cores are used by worker processes (`score_file(workers=)`).
+    more threads spin on the core the main thread needs (`score_rows` over
+    1,000,000 customers in one process on 2 cores: 61 CPU s and 46 s with one
+    thread; the whole `churn score` run had taken 107 CPU s and 69 s with two);
+    more cores are used by worker processes (`score_file(workers=)`).
     """
     from churn_model.bundle import load_model
     from churn_model.explain import Explainer, load_background
@@ -642,8 +643,8 @@ def choose_workers(requested: int, uri: str, chunk_rows: int, connection_string:
 
     The chunks are counted for a local file (one parse: ~0.5 s per million
     CSV rows) or a Parquet file (its footer); a remote CSV is not read twice
-    for it. A worker costs ~3 s to start (imports, the bundle), so a file of
-    one chunk is scored in this process.
+    for it. Workers cost ~1.7 s to start (two on two cores: imports and the
+    bundle), so a file of one chunk is scored in this process.
 
     Raises:
         InvalidInput: a negative `requested`.
@@ -675,8 +676,7 @@ def combine(parts: list[ShardScores]) -> ShardScores:
     """The parts of one row range (`score_parts`) as one shard: rows in file order."""
     if len(parts) == 1:
         return parts[0]
-    nonempty = [p.scores for p in parts if len(p.scores)]
-    scores = pd.concat(nonempty, ignore_index=True) if nonempty else _empty_scores()
+    scores = _scores_of(parts)
     return ShardScores(
         scores=scores.sort_values("_row", kind="stable").reset_index(drop=True),
         rejected=_sorted_rejected([p.rejected for p in parts]),
@@ -701,8 +701,7 @@ def finish(
     total = sum(s.rows for s in shards)
     if total == 0:
         raise DataContractError(f"{uri}: the file has no data rows")
-    nonempty = [s.scores for s in shards if len(s.scores)]
-    scores = pd.concat(nonempty, ignore_index=True) if nonempty else _empty_scores()
+    scores = _scores_of(shards)
     rejected = [s.rejected for s in shards]
     repeated = scores[ID_COLUMN].duplicated(keep=False)
     if repeated.any():
@@ -800,6 +799,12 @@ def rank(scores: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _scores_of(shards: list[ShardScores]) -> pd.DataFrame:
+    """The shards' scores in one frame (the empty frame's columns when none has any)."""
+    nonempty = [s.scores for s in shards if len(s.scores)]
+    return pd.concat(nonempty, ignore_index=True) if nonempty else _empty_scores()
+
+
 def _empty_scores() -> pd.DataFrame:
     cols = [c for c in LIST_COLUMNS if c != "rank"] + list(SUMMARY_ATTRIBUTES) + ["_row"]
     return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
@@ -856,7 +861,7 @@ def _report(
 
 
 def write_list(table: pd.DataFrame, parquet_path: str | Path, csv_path: str | Path) -> None:
-    """The ranked list as Parquet and as CSV (pyarrow's writer: ~6x pandas' on a million rows).
+    """The ranked list as Parquet and as CSV (pyarrow's writer: ~7x pandas' on 200,000 rows).
 
     The CSV quotes every text field; `churn` reads true/false, a missing
     what-if is an empty field.

@@ -500,30 +500,35 @@ def test_the_images_workflow_builds_each_target_under_its_tag() -> None:
     assert wanted <= paths, wanted - paths
 
 
-def _tools(bin_dir: Path) -> dict[str, str]:
+def _tools(bin_dir: Path) -> None:
+    """`bin_dir` holding make, sed and the shells: a PATH with nothing else on it."""
     bin_dir.mkdir()
     for tool in ("make", "sed", "bash", "sh"):
         found = subprocess.run(["which", tool], capture_output=True, text=True).stdout.strip()
         (bin_dir / tool).symlink_to(found)
-    return {"PATH": str(bin_dir)}
+
+
+def _make_images(bin_dir: Path) -> subprocess.CompletedProcess[str]:
+    """`make images` with only `bin_dir` on PATH."""
+    return subprocess.run(
+        [str(bin_dir / "make"), "--no-print-directory", "images"],
+        cwd=ROOT,
+        env={"PATH": str(bin_dir)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_make_images_builds_each_target_under_its_tag(tmp_path: Path) -> None:
     # A `docker` on PATH that records its arguments (one line per call, tab-separated):
     # the real recipe runs, no daemon is needed.
-    env = _tools(tmp_path / "bin")
+    _tools(tmp_path / "bin")
     log = tmp_path / "docker.log"
     docker = tmp_path / "bin" / "docker"
     docker.write_text(f"#!/bin/sh\nprintf '%s\\t' \"$@\" >> '{log}'\necho >> '{log}'\n")
     docker.chmod(0o755)
-    proc = subprocess.run(
-        [str(tmp_path / "bin" / "make"), "--no-print-directory", "images"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = _make_images(tmp_path / "bin")
     assert proc.returncode == 0, proc.stderr
     calls = [line.rstrip("\t").split("\t") for line in log.read_text().splitlines()]
     assert calls[0] == ["info"]
@@ -545,14 +550,7 @@ def test_make_images_builds_each_target_under_its_tag(tmp_path: Path) -> None:
 
 def test_make_images_without_docker_fails_with_a_clear_message(tmp_path: Path) -> None:
     # PATH without docker: make, sed and the shell only
-    env = _tools(tmp_path / "bin")
-    proc = subprocess.run(
-        [str(tmp_path / "bin" / "make"), "--no-print-directory", "images"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    _tools(tmp_path / "bin")
+    proc = _make_images(tmp_path / "bin")
     assert proc.returncode == 2
     assert "make images: no docker command on PATH" in proc.stderr

@@ -18,7 +18,7 @@ from churn_components.training.evaluate import evaluate_candidate
 from churn_components.training.train import labels, train_candidate
 from churn_core.errors import InvalidInput
 from churn_model.features import ChurnFeatures
-from churn_model.serialize import read_archive, write_archive
+from churn_model.serialize import jsonable, read_archive, write_archive
 from tests.fixtures.bundles import customers, split
 from tests.fixtures.training import small_config
 
@@ -50,7 +50,7 @@ def test_candidates_and_evaluations_read_back_exactly(trained, tmp_path: Path) -
         )
         np.testing.assert_array_equal(back.cv.oof, candidate.cv.oof)
         np.testing.assert_array_equal(back.cv.fold, candidate.cv.fold)
-        assert back.cv.fold_params == artifacts.jsonable(candidate.cv.fold_params)
+        assert back.cv.fold_params == jsonable(candidate.cv.fold_params)
         assert back.seconds == candidate.seconds
         assert not any(b"pickle" in data or data[:1] == b"\x80" for data in _files(path))
     evaluations = {kind: ev for kind, (_, ev) in models.items()}
